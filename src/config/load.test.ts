@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { ConfigError } from '../errors.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from './load.js';
+
+function issuesOf(text: string) {
+  try {
+    parseConfig(text, '/etc/maas-mirror/test.yaml', {});
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('loads the shipped default: stable, amd64 LTS and bootloaders, verified', () => {
+    const c = loadConfig(DEFAULT_CONFIG_FILE, {});
+    expect(c.sources).toHaveLength(1);
+    const s = c.sources[0]!;
+    expect(s.url).toBe('https://images.maas.io/ephemeral-v3/stable/');
+    expect(s.verify).toBe(true);
+    expect(existsSync(s.keyring!)).toBe(true);
+    expect(s.maxVersions).toBe(1);
+    expect(c.download.concurrency).toBe(4);
+    expect(c.publish.keepSnapshots).toBe(3);
+    expect(c.http.listen).toEqual([{ host: '0.0.0.0', port: 8080 }]);
+    expect(c.schedule.interval).toBe(6 * 3600_000);
+    expect(Object.isFrozen(c) && Object.isFrozen(c.sources[0]) && Object.isFrozen(c.download)).toBe(true);
+  });
+
+  it('resolves relative paths against the config file', () => {
+    const c = parseConfig('dataDir: data\nsources: [{name: a, url: "http://x/y", keyring: k.gpg}]', '/etc/mm/c.yaml', {});
+    expect(c.dataDir).toBe('/etc/mm/data');
+    expect(c.sources[0]!.keyring).toBe('/etc/mm/k.gpg');
+    expect(c.sources[0]!.url).toBe('http://x/y/');
+  });
+
+  it('takes the API token from MAAS_MIRROR_API_TOKEN', () => {
+    const c = parseConfig('dataDir: d\nsources: [{name: a, url: "http://x/", verify: false}]', '/c.yaml', {
+      MAAS_MIRROR_API_TOKEN: 'from-the-environment-123',
+    });
+    expect(c.api.token).toBe('from-the-environment-123');
+  });
+
+  it('lists every problem with its key path', () => {
+    const issues = issuesOf(`
+dataDir: /d
+sources:
+  - name: "bad name"
+    url: ftp://x
+    filters: [["arch=amd64", "nonsense"]]
+    maxVersions: 0
+  - name: two
+    url: http://x/
+    verify: true
+download:
+  concurrency: "four"
+  connectTimeout: soon
+tftp:
+  listen: "0.0.0.0:99999"
+extra: 1
+`);
+    const paths = issues.map((i) => i.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'sources[0].name',
+        'sources[0].url',
+        'sources[0].filters[0][1]',
+        'sources[0].maxVersions',
+        'sources[1].keyring',
+        'download.concurrency',
+        'download.connectTimeout',
+        'tftp.listen',
+        '',
+      ]),
+    );
+    expect(issues.find((i) => i.path === '')!.message).toMatch(/unknown key "extra"/);
+    expect(issues.find((i) => i.path === 'sources[0].filters[0][1]')!.message).toMatch(/key=value/);
+  });
+
+  it('reports YAML syntax errors and duplicate source names', () => {
+    expect(issuesOf('dataDir: [unclosed')[0]!.message).toMatch(/YAML syntax/);
+    const dup = issuesOf('dataDir: d\nsources: [{name: a, url: "http://x/", verify: false}, {name: a, url: "http://y/", verify: false}]');
+    expect(dup).toEqual([{ path: 'sources[1].name', message: 'duplicate source name "a"' }]);
+  });
+
+  it('names a missing file', () => {
+    expect(() => loadConfig('/nonexistent/maas-mirror.yaml')).toThrow(/cannot read the file/);
+  });
+});

@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue } from '../errors.js';
+import { configSchema, parseListen, type ParsedConfig } from './schema.js';
+import { parseFilterGroups, type FilterGroups } from '../simplestreams/filter.js';
+
+export interface Listen {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface SourceConfig {
+  readonly name: string;
+  /** Mirror root, always ending in "/". */
+  readonly url: string;
+  /** Absolute path, or undefined for an unverified source. */
+  readonly keyring: string | undefined;
+  readonly contentIds: readonly RegExp[] | undefined;
+  readonly filterText: readonly (readonly string[])[];
+  readonly filters: FilterGroups;
+  readonly maxVersions: number;
+  readonly verify: boolean;
+  readonly onDemand: boolean;
+}
+
+export interface Config {
+  /** The file it came from, or "(built-in)" */
+  readonly file: string;
+  readonly dataDir: string;
+  readonly sources: readonly SourceConfig[];
+  readonly publish: { readonly signingKey: string | undefined; readonly keepSnapshots: number };
+  readonly download: {
+    readonly concurrency: number;
+    readonly retries: number;
+    readonly connectTimeout: number;
+    readonly idleTimeout: number;
+    readonly rateLimit: number;
+    readonly partialProtection: number;
+  };
+  readonly http: { readonly listen: readonly Listen[]; readonly prefix: string; readonly publicUrl: string | undefined };
+  readonly tftp: {
+    readonly enabled: boolean;
+    readonly listen: readonly Listen[];
+    readonly maxBlksize: number;
+    readonly maxWindowsize: number;
+    readonly timeout: number;
+    readonly retries: number;
+    readonly maxTransfers: number;
+    readonly maxTransfersPerClient: number;
+  };
+  readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number };
+  readonly api: { readonly token: string | undefined };
+}
+
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_CONFIG_FILE = join(PROJECT_ROOT, 'config', 'maas-mirror.yaml');
+
+/** Which file to read: --config, then MAAS_MIRROR_CONFIG, then the shipped default. */
+export function configPath(cliValue?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(cliValue ?? env.MAAS_MIRROR_CONFIG ?? DEFAULT_CONFIG_FILE);
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read the file: ${(err as Error).message}` }]);
+  }
+  return parseConfig(text, file, env);
+}
+
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: '', message: `YAML syntax: ${e.message.split('\n')[0]}` })),
+    );
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(file, result.error.issues.map(toIssue));
+  const base = dirname(resolve(file));
+  return deepFreeze(normalize(result.data, base, file, env));
+}
+
+function toIssue(issue: z.core.$ZodIssue): ConfigIssue {
+  const path = issue.path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against the README`;
+  } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+    message = `required (${issue.expected})`;
+  }
+  return { path, message };
+}
+
+function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.ProcessEnv): Config {
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const listens = (v: string | string[]) => (Array.isArray(v) ? v : [v]).map((l) => parseListen(l)!);
+  return {
+    file,
+    dataDir: rel(c.dataDir),
+    sources: c.sources.map((s) => ({
+      name: s.name,
+      url: s.url.endsWith('/') ? s.url : `${s.url}/`,
+      keyring: s.keyring === undefined ? undefined : rel(s.keyring),
+      contentIds: s.contentIds?.map((r) => new RegExp(r)),
+      filterText: s.filters,
+      filters: parseFilterGroups(s.filters),
+      maxVersions: s.maxVersions,
+      verify: s.verify,
+      onDemand: s.onDemand,
+    })),
+    publish: {
+      signingKey: c.publish.signingKey === undefined ? undefined : rel(c.publish.signingKey),
+      keepSnapshots: c.publish.keepSnapshots,
+    },
+    download: { ...c.download },
+    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
+    tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
+    schedule: { ...c.schedule },
+    api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof RegExp)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
