@@ -15,6 +15,12 @@ export interface SnapshotManifest {
   readonly files: Readonly<Record<string, ManifestFile>>;
   /** The newest version of every bootloader product in the snapshot. */
   readonly bootloaders: readonly ManifestBootloader[];
+  /** Which source each products file came from, and where it stands in the tree. */
+  readonly contents: readonly { readonly contentId: string; readonly source: string; readonly basePath: string }[];
+  /** Identifies the published content regardless of dates; equal means a resync has nothing to do. */
+  readonly fingerprint: string;
+  /** The public key fingerprint that signed the tree. */
+  readonly signedBy: string;
 }
 
 export interface ManifestFile {

@@ -1,0 +1,79 @@
+# syntax=docker/dockerfile:1
+#
+# maas-mirror in a container.
+#
+#   docker build -t maas-mirror .
+#   docker run -d --name maas-mirror --network host \
+#     -v /srv/maas-mirror/etc:/etc/maas-mirror \
+#     -v /srv/maas-mirror/data:/var/lib/maas-mirror \
+#     -e MAAS_MIRROR_API_TOKEN=... maas-mirror
+#
+# Host networking is what TFTP wants: each transfer answers from a new port,
+# which Docker's port mapping (-p 69:69/udp) does not follow without the
+# conntrack TFTP helper. With -p, HTTP alone works fine: -p 8080:8080.
+# Reload the configuration with `docker kill -s HUP maas-mirror`.
+#
+# Node 26 is the active LTS line (since October 2026); its slim image is
+# Debian trixie.
+ARG NODE_IMAGE=node:26-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+# tsc -p tsconfig.build.json → dist/; then drop the dev dependencies.
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund
+
+FROM ${NODE_IMAGE} AS runtime
+# tini: PID 1 that forwards SIGTERM/SIGHUP and reaps children.
+# xz-utils: `maas-mirror demo` builds its sample bootloader archives with tar -J.
+# libcap2-bin only to give node the right to bind port 69 (TFTP) as a non-root
+# user, then removed. gpgv is not needed: signatures are checked in-process.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini xz-utils libcap2-bin \
+ && setcap cap_net_bind_service=+ep "$(readlink -f /usr/local/bin/node)" \
+ && apt-get purge -y libcap2-bin \
+ && apt-get autoremove -y \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system maas-mirror \
+ && useradd --system --gid maas-mirror --home-dir /var/lib/maas-mirror --no-create-home --shell /usr/sbin/nologin maas-mirror \
+ && mkdir -p /etc/maas-mirror /var/lib/maas-mirror \
+ && chown maas-mirror:maas-mirror /var/lib/maas-mirror
+
+WORKDIR /opt/maas-mirror
+COPY --from=build /src/package.json /src/package-lock.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY bin ./bin
+COPY README.md ./
+COPY config ./config
+# The sample metadata `demo` builds its upstream from.
+COPY test/fixtures ./test/fixtures
+
+# The default configuration, with the container's paths. A named volume on
+# /etc/maas-mirror starts with it; a bind mount brings its own.
+RUN sed -e 's#^dataDir: .*#dataDir: /var/lib/maas-mirror#' \
+        -e 's#keyring: keyrings/#keyring: /opt/maas-mirror/config/keyrings/#' \
+        config/maas-mirror.yaml > /etc/maas-mirror/maas-mirror.yaml
+
+ENV NODE_ENV=production \
+    MAAS_MIRROR_CONFIG=/etc/maas-mirror/maas-mirror.yaml \
+    MAAS_MIRROR_HEALTH_URL=http://127.0.0.1:8080/readyz
+
+USER maas-mirror
+VOLUME ["/etc/maas-mirror", "/var/lib/maas-mirror"]
+EXPOSE 8080 69/udp
+
+# Ready = a snapshot is published and the data volume is writable. The first
+# sync of a fresh volume can take long: the start period covers it. (Under an
+# orchestrator that replaces unhealthy containers, point this at /livez
+# instead, or the first sync never gets to finish.) No curl in slim: node's fetch.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=1h --retries=3 \
+  CMD ["node", "-e", "fetch(process.env.MAAS_MIRROR_HEALTH_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/opt/maas-mirror/bin/maas-mirror.js"]
+CMD ["serve"]

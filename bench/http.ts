@@ -1,0 +1,356 @@
+/**
+ * HTTP serving benchmark: our server against nginx on the same snapshot
+ * folder, in the same run, on loopback.
+ *
+ *   npx tsx bench/http.ts            (or import { benchHttp })
+ *
+ * - metadata: requests/s for streams/v1/index.sjson (wrk when installed,
+ *   else an undici Pool loop; the row's note says which);
+ * - large: aggregate MB/s of 16 concurrent curl downloads of a 500 MB item;
+ * - memory: peak RSS (VmHWM) of our server, run as a child process, while
+ *   100 downloads run at once.
+ * nginx runs with worker_processes 1, the same single process as ours.
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, link, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { Pool } from 'undici';
+
+export interface BenchRow {
+  group: string;
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: number;
+  ratio?: number;
+  note?: string;
+}
+
+export interface BenchHttpOptions {
+  /** Size of the large item in MB (default 500). */
+  readonly bigMB?: number;
+  /** Concurrent large downloads (default 16). */
+  readonly downloads?: number;
+  /** Concurrent downloads for the RSS figure (default 100). */
+  readonly rssDownloads?: number;
+  /** Seconds of load per metadata run (default 8). */
+  readonly seconds?: number;
+  /** Connections of the metadata load generator (default 32). */
+  readonly connections?: number;
+  readonly log?: (line: string) => void;
+}
+
+const PREFIX = '/maas/images/ephemeral-v3/stable/';
+const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
+const SNAPSHOT = '20261126T201500Z-b3c4d5';
+const run = promisify(execFile);
+
+export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]> {
+  const log = opts.log ?? (() => undefined);
+  const bigMB = opts.bigMB ?? 500;
+  const seconds = opts.seconds ?? 8;
+  const connections = opts.connections ?? 32;
+  const downloads = opts.downloads ?? 16;
+  const rssDownloads = opts.rssDownloads ?? 100;
+  const work = await mkdtemp(join(tmpdir(), 'mm-bench-http-'));
+  // nginx workers drop root for "nobody": the tree must be readable by others.
+  await chmod(work, 0o755);
+  const children: ChildProcess[] = [];
+  try {
+    log(`building a snapshot with a ${bigMB} MB item in ${work}`);
+    const dataDir = join(work, 'data');
+    await buildSnapshot(dataDir, bigMB);
+    const tree = join(dataDir, 'snapshots', SNAPSHOT);
+
+    const ours = await startOurs(dataDir, join(work, 'ours-access.log'));
+    children.push(ours.child);
+    const nginx = await startNginx(work, tree);
+    children.push(nginx.child);
+    const oursBase = `http://127.0.0.1:${ours.port}`;
+    const nginxBase = `http://127.0.0.1:${nginx.port}`;
+    const meta = `${PREFIX}streams/v1/index.sjson`;
+    const big = `${PREFIX}${BIG}`;
+
+    // Warm both (page cache, our content cache, JIT) before measuring.
+    await curlAll(`${oursBase}${big}`, 2);
+    await metadataLoad(`${nginxBase}${meta}`, 2, connections);
+    await metadataLoad(`${oursBase}${meta}`, 2, connections);
+
+    log('metadata requests/s…');
+    const nMeta = await metadataLoad(`${nginxBase}${meta}`, seconds, connections);
+    const oMeta = await metadataLoad(`${oursBase}${meta}`, seconds, connections);
+    log(`  nginx ${nMeta.rps.toFixed(0)}, ours ${oMeta.rps.toFixed(0)} (${oMeta.tool})`);
+
+    log(`${downloads} concurrent downloads of ${bigMB} MB…`);
+    const nBig = await curlAll(`${nginxBase}${big}`, downloads);
+    const oBig = await curlAll(`${oursBase}${big}`, downloads);
+    log(`  nginx ${nBig.toFixed(0)} MB/s, ours ${oBig.toFixed(0)} MB/s`);
+
+    log(`${rssDownloads} concurrent downloads for peak RSS…`);
+    const before = await procStatus(ours.child.pid!);
+    const sampler = sampleRss(ours.child.pid!);
+    const oMany = await curlAll(`${oursBase}${big}`, rssDownloads, 6);
+    const during = sampler.stop();
+    const after = await procStatus(ours.child.pid!);
+    log(`  ${oMany.toFixed(0)} MB/s; RSS before ${before.rss} MB, max sampled ${during} MB, VmHWM ${after.hwm} MB`);
+
+    const ratio = (v: number, b: number) => Math.round((v / b) * 100) / 100;
+    return [
+      {
+        group: 'http',
+        name: 'index.sjson requests/s',
+        value: Math.round(oMeta.rps),
+        unit: 'req/s',
+        baseline: Math.round(nMeta.rps),
+        ratio: ratio(oMeta.rps, nMeta.rps),
+        note: `${oMeta.tool}, ${connections} connections, ${seconds}s; baseline nginx (1 worker); target ratio ≥ 0.5`,
+      },
+      {
+        group: 'http',
+        name: `${downloads}×${bigMB} MB concurrent downloads`,
+        value: Math.round(oBig),
+        unit: 'MB/s',
+        baseline: Math.round(nBig),
+        ratio: ratio(oBig, nBig),
+        note: 'aggregate, curl -o /dev/null; baseline nginx (1 worker, sendfile); target ratio ≥ 0.8',
+      },
+      {
+        group: 'http',
+        name: `peak RSS, ${rssDownloads} concurrent downloads`,
+        value: after.hwm,
+        unit: 'MB',
+        note: `VmHWM of the server process over the whole run (${during} MB max sampled during the ${rssDownloads} downloads, ${before.rss} MB before); target < 250`,
+      },
+    ];
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+async function buildSnapshot(dataDir: string, bigMB: number): Promise<void> {
+  const tree = join(dataDir, 'snapshots', SNAPSHOT);
+  await mkdir(join(tree, 'streams/v1'), { recursive: true });
+  // Random-ish and fully written: a 1 MiB random block, varied per MiB, so nothing compresses or is sparse.
+  const block = randomBytes(1024 * 1024);
+  const tmp = join(dataDir, 'big.tmp');
+  const hash = createHash('sha256');
+  const out = createWriteStream(tmp);
+  for (let i = 0; i < bigMB; i++) {
+    block.writeUInt32LE(i, (i * 4096) % (block.length - 4));
+    hash.update(block);
+    if (!out.write(block)) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  const sha = hash.digest('hex');
+  const blob = join(dataDir, 'blobs', 'sha256', sha.slice(0, 2), sha);
+  await mkdir(dirname(blob), { recursive: true });
+  await rename(tmp, blob);
+  await mkdir(dirname(join(tree, BIG)), { recursive: true });
+  await link(blob, join(tree, BIG));
+
+  // A real-sized signed index (the live one is a few KB).
+  const sample = await readFile(fileURLToPath(new URL('../test/fixtures/stable-index.json', import.meta.url)), 'utf8');
+  const sjson = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n${sample}\n-----BEGIN PGP SIGNATURE-----\n\n${randomBytes(512).toString('base64')}\n-----END PGP SIGNATURE-----\n`;
+  await writeFile(join(tree, 'streams/v1/index.sjson'), sjson);
+  await writeFile(join(tree, 'streams/v1/index.json'), sample);
+  await mkdir(join(dataDir, 'manifests'), { recursive: true });
+  await writeFile(
+    join(dataDir, 'manifests', `${SNAPSHOT}.json`),
+    JSON.stringify({
+      id: SNAPSHOT,
+      created: new Date().toISOString(),
+      sources: {},
+      files: { [BIG]: { sha256: sha, size: bigMB * 1024 * 1024, source: 'bench', held: true } },
+      bootloaders: [],
+      contents: [],
+      fingerprint: sha,
+      signedBy: 'bench',
+    }),
+  );
+  await symlink(join('snapshots', SNAPSHOT), join(dataDir, 'current'));
+}
+
+async function startOurs(dataDir: string, accessLog: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', dataDir, accessLog], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /LISTENING (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`our server exited with ${code} before listening`)));
+  });
+  return { child, port };
+}
+
+async function startNginx(work: string, tree: string): Promise<{ child: ChildProcess; port: number }> {
+  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0);
+  if (!nginx) throw new Error('nginx is not installed (apt-get install nginx); the benchmark needs it as the baseline');
+  const port = await freePort();
+  const dir = join(work, 'nginx');
+  await mkdir(dir, { recursive: true });
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  types { application/json json; application/octet-stream bin; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    location ${PREFIX} { alias ${tree}/; }
+  }
+}
+`,
+  );
+  const child = spawn(nginx, ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${PREFIX}streams/v1/index.sjson`);
+      await res.arrayBuffer();
+      if (res.ok) return { child, port };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill();
+  throw new Error(`nginx did not start; see ${dir}/error.log`);
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Requests/s: wrk when installed, else a keep-alive undici Pool loop. */
+async function metadataLoad(url: string, seconds: number, connections: number): Promise<{ rps: number; tool: string }> {
+  if (spawnSync('wrk', ['--version']).error === undefined) {
+    const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, url]);
+    const m = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+    if (!m) throw new Error(`cannot read wrk's output:\n${stdout}`);
+    return { rps: Number(m[1]), tool: 'wrk -t1' };
+  }
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections, pipelining: 1 });
+  let count = 0;
+  const end = Date.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (Date.now() < end) {
+        const res = await pool.request({ path: u.pathname, method: 'GET' });
+        await res.body.arrayBuffer();
+        if (res.statusCode === 200) count++;
+      }
+    }),
+  );
+  await pool.close();
+  return { rps: count / seconds, tool: 'undici Pool loop' };
+}
+
+/** Aggregate MB/s of n concurrent curl downloads (each cut at maxTime seconds when given). */
+async function curlAll(url: string, n: number, maxTime?: number): Promise<number> {
+  const started = performance.now();
+  const sizes = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const args = ['-s', '-o', '/dev/null', '-w', '%{size_download}', ...(maxTime ? ['--max-time', String(maxTime)] : []), url];
+      try {
+        const { stdout } = await run('curl', args);
+        return Number(stdout);
+      } catch (err) {
+        // curl exits 28 when --max-time cuts it; what it got still counts.
+        return Number((err as { stdout?: string }).stdout ?? 0);
+      }
+    }),
+  );
+  const secs = (performance.now() - started) / 1000;
+  return sizes.reduce((a, b) => a + b, 0) / 1e6 / secs;
+}
+
+async function procStatus(pid: number): Promise<{ rss: number; hwm: number }> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0);
+  return { rss: Math.round(kb('VmRSS') / 1024), hwm: Math.round(kb('VmHWM') / 1024) };
+}
+
+function sampleRss(pid: number): { stop(): number } {
+  let max = 0;
+  const timer = setInterval(() => {
+    procStatus(pid).then(
+      (s) => (max = Math.max(max, s.rss)),
+      () => undefined,
+    );
+  }, 50);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return max;
+    },
+  };
+}
+
+/** Child mode: our server on an ephemeral loopback port, access log to a file as nginx's is. */
+async function serve(dataDir: string, accessLog: string): Promise<void> {
+  const { startHttpServer } = await import('../src/http/index.js');
+  const { createLogger } = await import('../src/log.js');
+  const { Layout } = await import('../src/store/layout.js');
+  const { pino } = await import('pino');
+  const destination = pino.destination({ dest: accessLog, sync: false }) as unknown as NodeJS.WritableStream;
+  const logger = createLogger({ level: 'info', destination });
+  const handle = await startHttpServer({
+    config: { http: { prefix: PREFIX, listen: [], publicUrl: undefined } },
+    layout: new Layout(dataDir),
+    logger,
+    listen: [{ host: '127.0.0.1', port: 0 }],
+  });
+  process.stdout.write(`LISTENING ${handle.addresses[0]!.port}\n`);
+  process.on('SIGTERM', () => {
+    void handle.close(100).then(() => process.exit(0));
+  });
+}
+
+function printTable(rows: BenchRow[]): void {
+  for (const r of rows) {
+    const base = r.baseline === undefined ? '' : `  nginx ${r.baseline} ${r.unit}  ratio ${r.ratio}`;
+    console.log(`${r.group}  ${r.name}: ${r.value} ${r.unit}${base}${r.note ? `  (${r.note})` : ''}`);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv[2] === '--serve') {
+    await serve(process.argv[3]!, process.argv[4]!);
+  } else {
+    const rows = await benchHttp({ log: (l) => console.error(l) });
+    printTable(rows);
+  }
+}

@@ -1,0 +1,143 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import * as openpgp from 'openpgp';
+import { UpstreamFixture } from '../src/fixture/upstream.js';
+import { startNginx, type Nginx } from './nginx.js';
+import { mbps, round, table, type BenchRow } from './lib.js';
+
+const run = promisify(execFile);
+
+export interface SyncBenchOptions {
+  /** Synthetic item size as a fraction of the real one (0.5 ≈ 3 GB upstream, 0.9 GB selected). */
+  scale?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Cold sync of a multi-GB generated upstream on loopback, against
+ * (a) curl one file after another, then sha256sum, then sync, and
+ * (b) dd writing and fsyncing the same bytes: the disk's own limit.
+ */
+export async function benchSync(opts: SyncBenchOptions = {}): Promise<BenchRow[]> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const scale = opts.scale ?? 0.5;
+  const dir = await mkdtemp(join(tmpdir(), 'mm-bench-sync-'));
+  let server: Nginx | undefined;
+  try {
+    const { privateKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'bench' }], format: 'object' });
+    const keyring = join(dir, 'upstream.gpg');
+    await writeFile(keyring, privateKey.toPublic().write());
+    log(`generating the upstream (scale ${scale})…`);
+    const upstream = await UpstreamFixture.create({
+      dir: join(dir, 'upstream'),
+      key: privateKey,
+      sizeOf: (_ftype, size) => Math.max(1024, Math.round(size * scale)),
+    });
+    // nginx with sendfile as the upstream: a real web server that costs little CPU, like images.maas.io's.
+    server = await startNginx(upstream.dir, dir);
+    const url = server.url;
+    const filters = [['os=ubuntu', 'arch=amd64', 'release~^(jammy|noble)$'], ['bootloader-type~.']];
+    const configFile = join(dir, 'config.yaml');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        dataDir: join(dir, 'data'),
+        sources: [{ name: 'bench', url, keyring, filters, maxVersions: 2 }],
+        download: { concurrency: 4 },
+      }),
+    );
+    // Which files the filters select: ask a dry run, then list them for the baselines.
+    const dry = JSON.parse((await run(process.execPath, [join(import.meta.dirname, '..', 'bin', 'maas-mirror.js'), 'sync', '--dry-run', '--json', '--config', configFile], { maxBuffer: 1 << 26 })).stdout);
+    const selected: { path: string; size: number }[] = [];
+    const seen = new Set<string>();
+    for (const doc of upstream.products.values()) {
+      for (const [pid, p] of Object.entries(doc.products)) {
+        if (!dry.plan.changes.some((c: { productId: string }) => c.productId === pid)) continue;
+        for (const [vn, v] of Object.entries(p.versions)) {
+          if (!dry.plan.changes.some((c: { productId: string; version: string }) => c.productId === pid && c.version === vn)) continue;
+          for (const i of Object.values(v.items)) {
+            if (seen.has(i.path)) continue;
+            seen.add(i.path);
+            selected.push({ path: i.path, size: i.size });
+          }
+        }
+      }
+    }
+    const totalUpstream = [...upstream.files().values()].reduce((n, f) => n + f.size, 0);
+    const bytes = selected.reduce((n, f) => n + f.size, 0);
+    log(`upstream ${round(totalUpstream / 1e9)} GB, selected ${selected.length} files, ${round(bytes / 1e6)} MB`);
+    if (bytes !== dry.plan.bytesToFetch) throw new Error(`bench: selection mismatch ${bytes} vs ${dry.plan.bytesToFetch}`);
+
+    // (a) naive: curl each file, then sha256sum, then sync.
+    const naiveDir = join(dir, 'naive');
+    await mkdir(naiveDir);
+    await run('sync');
+    let t = performance.now();
+    for (const [i, f] of selected.entries()) await run('curl', ['-sf', '-o', join(naiveDir, String(i)), url + f.path]);
+    await run('sha256sum', selected.map((_f, i) => join(naiveDir, String(i))), { maxBuffer: 1 << 24 });
+    await run('sync');
+    const naiveMs = performance.now() - t;
+    await rm(naiveDir, { recursive: true });
+
+    // (b) the disk: dd writes and fsyncs the same bytes.
+    const ddDir = join(dir, 'dd');
+    await mkdir(ddDir);
+    await run('sync');
+    t = performance.now();
+    for (const [i, f] of selected.entries()) {
+      await run('dd', [`if=${join(upstream.dir, f.path)}`, `of=${join(ddDir, String(i))}`, 'bs=1M', 'conv=fsync', 'status=none']);
+    }
+    const ddMs = performance.now() - t;
+    await rm(ddDir, { recursive: true });
+
+    // Ours: a cold sync in a child process, so its peak RSS is its own.
+    await run('sync');
+    const cold = await childSync(configFile);
+    const noop = await childSync(configFile);
+    const ours = mbps(bytes, cold.ms);
+    const naive = mbps(bytes, naiveMs);
+    const disk = mbps(bytes, ddMs);
+    const rows: BenchRow[] = [
+      { group: 'sync', name: `cold sync, ${round(bytes / 1e6, 0)} MB selected of ${round(totalUpstream / 1e9)} GB`, value: ours, unit: 'MB/s', baseline: naive, baselineName: 'curl+sha256sum+sync', ratio: ours / naive, target: '≥ 2', pass: ours / naive >= 2 },
+      { group: 'sync', name: 'cold sync vs the disk', value: ours, unit: 'MB/s', baseline: disk, baselineName: 'dd conv=fsync', ratio: ours / disk, target: '≥ 0.8', pass: ours / disk >= 0.8 },
+      { group: 'sync', name: 'cold sync peak RSS', value: cold.maxRssMb, unit: 'MB', target: '< 200', pass: cold.maxRssMb < 200 },
+      { group: 'sync', name: 'no-op resync (in process)', value: noop.syncMs, unit: 'ms', target: '< 1000', pass: noop.syncMs < 1000, note: `whole CLI process: ${round(noop.ms, 0)} ms` },
+    ];
+    return rows;
+  } finally {
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function childSync(configFile: string): Promise<{ ms: number; syncMs: number; maxRssMb: number }> {
+  const script = `
+    import { loadConfig } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'config', 'load.ts')).href)};
+    import { runSync } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'mirror', 'sync.ts')).href)};
+    import { silentLogger } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'log.ts')).href)};
+    const t = performance.now();
+    const r = await runSync({ config: loadConfig(${JSON.stringify(configFile)}), logger: silentLogger() });
+    const syncMs = performance.now() - t;
+    if (r.result !== 'ok') { console.error(JSON.stringify(r.failures)); process.exit(1); }
+    console.log(JSON.stringify({ syncMs, maxRssKb: process.resourceUsage().maxRSS }));
+  `;
+  const t = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    p.stdout.on('data', (d) => (s += d));
+    p.on('close', (code) => (code === 0 ? resolve(s) : reject(new Error(`bench sync child exited ${code}`))));
+  });
+  const ms = performance.now() - t;
+  const r = JSON.parse(out.trim().split('\n').at(-1)!) as { syncMs: number; maxRssKb: number };
+  return { ms, syncMs: r.syncMs, maxRssMb: r.maxRssKb / 1024 };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const rows = await benchSync();
+  process.stdout.write(table(rows));
+}

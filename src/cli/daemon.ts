@@ -1,0 +1,160 @@
+import { readlink } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Config, Listen } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
+import { isMirrorError } from '../errors.js';
+import { startHttpServer, type HttpServerHandle } from '../http/index.js';
+import type { Logger } from '../log.js';
+import { PullThroughService } from '../mirror/pull-through.js';
+import { createOps, OPS_PATHS, type Ops } from '../ops/index.js';
+import { BlobStore } from '../store/blobs.js';
+import { unpackBootloaders } from '../store/bootloaders.js';
+import { Layout } from '../store/layout.js';
+import { readManifest } from '../store/manifest.js';
+import { Namespace } from '../store/namespace.js';
+import { currentSnapshotId } from '../store/snapshots.js';
+import { TftpServer } from '../tftp/index.js';
+import { namespaceOpener } from './tftp-open.js';
+
+export interface DaemonOptions {
+  config: Config;
+  logger: Logger;
+  /** Listen addresses that override the config (the demo, tests). */
+  httpListen?: readonly Listen[];
+  tftpListen?: readonly Listen[];
+  /** How long in-flight HTTP downloads and TFTP transfers may take to finish on shutdown. */
+  drainMs?: number;
+}
+
+export interface Daemon {
+  readonly ops: Ops;
+  readonly http: HttpServerHandle;
+  readonly tftp: TftpServer | undefined;
+  readonly tftpAddresses: readonly Listen[];
+  config(): Config;
+  /** Re-reads the config file; an invalid one is reported and the old one kept. */
+  reload(file: string): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * The long-running process: HTTP (tree, rack proxy, bootloaders, API,
+ * metrics, status page), TFTP, and scheduled syncs. Serving never waits on
+ * upstream or on a running sync: it reads whatever `current` points to.
+ */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  let config = opts.config;
+  const { logger } = opts;
+  const layout = new Layout(config.dataDir);
+  const store = new BlobStore(layout);
+  const namespace = new Namespace({ layout, logger });
+  // Created after ops (which needs the publish hook), used by that hook.
+  const late: { http?: HttpServerHandle } = {};
+  const ops = createOps({
+    config: () => config,
+    logger,
+    onPublished: () => {
+      namespace.invalidate();
+      late.http?.invalidate();
+    },
+  });
+  const pull = new PullThroughService({
+    layout,
+    store,
+    logger: logger.child({ component: 'pull-through' }),
+    config: () => config,
+    onBytes: (source, n) => ops.metrics.downloadedBytes.inc({ source }, n),
+  });
+  await ensureBootloaders(layout, logger);
+
+  const http = await startHttpServer({
+    config,
+    layout,
+    logger,
+    namespace,
+    listen: opts.httpListen,
+    routes: (app) => ops.routes(app),
+    routedPaths: OPS_PATHS,
+    observe: ops.observeHttp,
+    pullThrough: pull.handler,
+  });
+  late.http = http;
+
+  let tftp: TftpServer | undefined;
+  let tftpAddresses: Listen[] = [];
+  if (config.tftp.enabled) {
+    tftp = new TftpServer({
+      listen: opts.tftpListen ?? config.tftp.listen,
+      open: namespaceOpener(namespace),
+      maxBlksize: config.tftp.maxBlksize,
+      maxWindowsize: config.tftp.maxWindowsize,
+      timeoutMs: config.tftp.timeout,
+      retries: config.tftp.retries,
+      maxTransfers: config.tftp.maxTransfers,
+      maxTransfersPerClient: config.tftp.maxTransfersPerClient,
+      logger: logger.child({ component: 'tftp' }),
+    });
+    try {
+      tftpAddresses = await tftp.start();
+      ops.observeTftp(tftp);
+    } catch (err) {
+      // Port 69 needs a capability: say how to fix it, and keep serving HTTP.
+      logger.error({ code: isMirrorError(err) ? err.code : undefined }, `TFTP is off: ${(err as Error).message}`);
+      tftp = undefined;
+    }
+  }
+  ops.start();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    ops,
+    http,
+    tftp,
+    tftpAddresses,
+    config: () => config,
+    reload(file: string): boolean {
+      let next: Config;
+      try {
+        next = loadConfig(file);
+      } catch (err) {
+        logger.error({ code: isMirrorError(err) ? err.code : undefined }, `SIGHUP: the new configuration is invalid, keeping the old one: ${(err as Error).message}`);
+        return false;
+      }
+      if (next.dataDir !== config.dataDir) {
+        logger.error({ dataDir: next.dataDir }, 'SIGHUP: dataDir cannot change while running; restart the service to move it. Keeping the old configuration');
+        return false;
+      }
+      config = next;
+      ops.reload();
+      logger.info({ file }, 'configuration reloaded; listen addresses change only on restart');
+      return true;
+    },
+    stop() {
+      stopping ??= (async () => {
+        const drainMs = opts.drainMs ?? 10_000;
+        ops.setDraining();
+        await Promise.all([
+          ops.shutdown(),
+          http.close(drainMs),
+          tftp?.stop({ deadlineMs: drainMs }),
+        ]);
+        await pull.close();
+        logger.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** After a rollback or a crash between publish and unpack, the bootloaders may lag behind `current`. */
+async function ensureBootloaders(layout: Layout, logger: Logger): Promise<void> {
+  const id = await currentSnapshotId(layout);
+  if (!id) return;
+  const unpacked = await readlink(layout.bootloaders).then(basename, () => undefined);
+  if (unpacked === id) return;
+  try {
+    await unpackBootloaders(layout, await readManifest(layout, id), logger);
+  } catch (err) {
+    logger.error(`bootloaders of snapshot ${id} could not be unpacked: ${(err as Error).message}`);
+  }
+}

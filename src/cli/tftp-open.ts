@@ -1,0 +1,33 @@
+import { NotFoundError, UnsafePathError } from '../errors.js';
+import { NoSnapshotError, NotHeldError, type Namespace } from '../store/namespace.js';
+import { TftpAccessError } from '../tftp/errors.js';
+import type { TftpOpen } from '../tftp/files.js';
+
+/**
+ * TFTP reads the same namespace as HTTP: bootloaders by bare name and under
+ * bootloaders/, the tree's item paths, images/<hash prefix>/…
+ */
+export function namespaceOpener(namespace: Namespace): TftpOpen {
+  return async (name) => {
+    let file;
+    try {
+      // Rack names first (bootloaders, images/<hash>/…), then the tree's item paths.
+      file = await namespace.resolve(name).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return namespace.resolve(name, { tree: true });
+        throw err;
+      });
+    } catch (err) {
+      if (err instanceof UnsafePathError) throw new TftpAccessError(name, 'the path leaves the tree');
+      if (err instanceof NotFoundError || err instanceof NoSnapshotError || err instanceof NotHeldError) return undefined;
+      throw err;
+    }
+    return {
+      size: file.size,
+      async read(buffer, position) {
+        const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+        return bytesRead;
+      },
+      close: () => file.close(),
+    };
+  };
+}

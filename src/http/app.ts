@@ -1,0 +1,82 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../log.js';
+import type { Layout } from '../store/layout.js';
+import { Namespace } from '../store/namespace.js';
+import { logAccess } from './access-log.js';
+import { ContentCache, type ContentCacheOptions } from './content-cache.js';
+import { sendError } from './errors.js';
+import { createFileHandler } from './handler.js';
+import type { PullThrough } from './pull-through.js';
+
+/** Requests under this prefix go through express (and the `routes` hook) on the listening server. */
+export const ROUTES_PREFIX = '/api';
+
+export interface HttpAppOptions {
+  readonly config: Pick<Config, 'http'>;
+  readonly layout: Layout;
+  readonly logger: Logger;
+  /** Share one with the TFTP server; made here when absent. */
+  readonly namespace?: Namespace;
+  /**
+   * Mounts extra routes after the access log and before the read-only
+   * catch-all, so they may take other methods than GET/HEAD. On the
+   * listening server only paths under /api reach express; everything else
+   * is served by the file handler directly (express costs ~5× per request),
+   * so mount them under /api/.
+   */
+  readonly routes?: (app: Express) => void;
+  readonly pullThrough?: PullThrough;
+  readonly cache?: ContentCacheOptions;
+}
+
+export interface HttpApp extends Express {
+  /** Drops cached files, hash answers, manifest indexes and the cached `current`: call after each publish. */
+  invalidate(): void;
+  readonly namespace: Namespace;
+  /** The files side without express: logs and answers one request (what startHttpServer uses outside /api). */
+  serveFile(req: IncomingMessage, res: ServerResponse): void;
+}
+
+export function createHttpApp(options: HttpAppOptions): HttpApp {
+  const logger = options.logger.child({ component: 'http' });
+  const namespace = options.namespace ?? new Namespace({ layout: options.layout, logger });
+  const cache = new ContentCache(options.cache);
+  const files = createFileHandler({
+    namespace,
+    cache,
+    prefix: options.config.http.prefix,
+    keysDir: options.layout.keysDir,
+    logger,
+    pullThrough: options.pullThrough,
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    logAccess(logger, req, res);
+    next();
+  });
+  options.routes?.(app);
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    files(req, res).catch(next);
+  });
+  // Express 5 hands rejected promises here; the body never carries a stack.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    sendError(req, res, err, logger);
+  });
+
+  return Object.assign(app, {
+    invalidate(): void {
+      namespace.invalidate();
+      cache.clear();
+    },
+    namespace,
+    serveFile(req: IncomingMessage, res: ServerResponse): void {
+      logAccess(logger, req, res);
+      files(req, res).catch((err: unknown) => sendError(req, res, err, logger));
+    },
+  });
+}

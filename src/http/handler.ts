@@ -1,0 +1,183 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { IncomingMessage as Request, ServerResponse as Response } from 'node:http';
+import { errnoOf, NotFoundError, UnsafePathError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { NotHeldError, safeRelativePath, type Located, type Namespace, type OpenedFile, type Target } from '../store/namespace.js';
+import type { ContentCache } from './content-cache.js';
+import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
+import { MethodNotAllowedError, sendError } from './errors.js';
+import type { PullThrough } from './pull-through.js';
+import { sendEntity } from './send.js';
+
+export interface HandlerDeps {
+  readonly namespace: Namespace;
+  readonly cache: ContentCache;
+  /** config.http.prefix, e.g. /maas/images/ephemeral-v3/stable/ */
+  readonly prefix: string;
+  readonly keysDir: string;
+  readonly logger: Logger;
+  readonly pullThrough?: PullThrough;
+}
+
+const KEYRINGS: Readonly<Record<string, string>> = { 'keyring.gpg': 'public.gpg', 'keyring.asc': 'public.asc' };
+
+/**
+ * The read-only catch-all: keyrings, the region tree, hash paths,
+ * bootloaders; 405 for anything but GET and HEAD. Plain node req/res, so the
+ * listening server can call it without express on the hot path.
+ */
+export function createFileHandler(deps: HandlerDeps): (req: Request, res: Response) => Promise<void> {
+  const treePrefix = deps.prefix.replace(/^\/+/, '');
+  return async (req: Request, res: Response): Promise<void> => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(req, res, new MethodNotAllowedError(req.method ?? '?'), deps.logger);
+      return;
+    }
+    const raw = rawPath(req.url ?? '');
+    const safe = raw === undefined ? undefined : safeRelativePath(raw, { decode: true });
+    if (safe === undefined) {
+      sendError(req, res, new UnsafePathError((raw ?? req.url ?? '').slice(0, 200), 'the request'), deps.logger);
+      return;
+    }
+    const keyring = KEYRINGS[safe];
+    if (keyring !== undefined) return serveKeyring(req, res, join(deps.keysDir, keyring), deps);
+
+    const inTree = treePrefix === '' || `${safe}/`.startsWith(treePrefix);
+    const locate = async (): Promise<Located> => {
+      if (!inTree) return deps.namespace.locate(safe);
+      const found = await deps.namespace.locateTree(safe.slice(treePrefix.length));
+      // With the tree at "/", the rack paths still answer for what the tree does not have.
+      if (!found.ok && treePrefix === '' && found.error instanceof NotFoundError) return deps.namespace.locate(safe);
+      return found;
+    };
+
+    for (let attempt = 0; ; attempt++) {
+      const located = await locate();
+      if (!located.ok) {
+        if (located.error instanceof NotHeldError && deps.pullThrough) return deps.pullThrough(located.error.file, req, res);
+        sendError(req, res, located.error, deps.logger);
+        return;
+      }
+      try {
+        await serveTarget(req, res, located.target, deps);
+        return;
+      } catch (err) {
+        // A publish switched `current` and pruned the old tree between locate and open: look again once.
+        if (attempt === 0 && err instanceof NotFoundError && (await rootChanged(deps.namespace, located.target))) continue;
+        sendError(req, res, err, deps.logger);
+        return;
+      }
+    }
+  };
+}
+
+async function serveTarget(req: Request, res: Response, target: Target, deps: HandlerDeps): Promise<void> {
+  if (target.kind === 'item') {
+    const file = await deps.namespace.open(target);
+    try {
+      await sendEntity(req, res, {
+        size: file.size,
+        etag: quoteTag(target.sha256!),
+        lastModified: file.mtime,
+        contentType: contentTypeOf('item', target.path),
+        cacheControl: target.immutable ? CACHE_IMMUTABLE : CACHE_REVALIDATE,
+        negotiated: false,
+        body: { kind: 'file', file },
+      });
+    } finally {
+      await file.close();
+    }
+    return;
+  }
+  const got = await deps.cache.fetch(
+    target.cacheKey,
+    () => deps.namespace.open(target),
+    (size) => compressible(target.kind, target.path, size),
+  );
+  const base = {
+    contentType: contentTypeOf(target.kind, target.path),
+    cacheControl: CACHE_REVALIDATE,
+  };
+  if ('data' in got) {
+    await sendEntity(req, res, {
+      ...base,
+      size: got.data.length,
+      etag: quoteTag(got.sha256),
+      lastModified: got.lastModified,
+      gzip: got.gzip,
+      negotiated: compressible(target.kind, target.path, got.data.length),
+      body: { kind: 'buffer', data: got.data },
+    });
+    return;
+  }
+  const file: OpenedFile = got;
+  try {
+    await sendEntity(req, res, {
+      ...base,
+      size: file.size,
+      etag: quoteTag(await deps.cache.hashOf(target.cacheKey, file)),
+      lastModified: file.mtime,
+      negotiated: false,
+      body: { kind: 'file', file },
+    });
+  } finally {
+    await file.close();
+  }
+}
+
+/** The mirror's public key: a fixed path, small, read on each request (rare, and it may be rotated). */
+async function serveKeyring(req: Request, res: Response, path: string, deps: HandlerDeps): Promise<void> {
+  let data: Buffer;
+  let mtime: Date;
+  try {
+    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      data = await fh.readFile();
+      mtime = (await fh.stat()).mtime;
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') {
+      sendError(req, res, new NotFoundError('the mirror has no public key yet; it is made on the first publish ("maas-mirror sync")'), deps.logger);
+      return;
+    }
+    throw err;
+  }
+  const entity: Entity = {
+    size: data.length,
+    etag: quoteTag(createHash('sha256').update(data).digest('hex')),
+    lastModified: mtime,
+    contentType: contentTypeOf('keyring', path),
+    cacheControl: CACHE_REVALIDATE,
+    negotiated: false,
+    body: { kind: 'buffer', data },
+  };
+  await sendEntity(req, res, entity);
+}
+
+async function rootChanged(ns: Namespace, target: Target): Promise<boolean> {
+  const now = target.kind === 'bootloader' ? await ns.bootloadersId({ fresh: true }) : await ns.currentId({ fresh: true });
+  return now !== target.rootId;
+}
+
+/**
+ * The path of the request target, still percent-encoded, without the query.
+ * An absolute-form target (proxies send them) keeps only its path.
+ */
+export function rawPath(url: string): string | undefined {
+  let target = url;
+  if (!target.startsWith('/')) {
+    if (!/^https?:\/\//i.test(target)) return undefined;
+    try {
+      target = new URL(target).pathname;
+    } catch {
+      return undefined;
+    }
+  }
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}

@@ -1,0 +1,4 @@
+export { createHttpApp, type HttpApp, type HttpAppOptions } from './app.js';
+export { startHttpServer, formatListen, type HttpServerHandle, type HttpServerOptions } from './server.js';
+export type { PullThrough } from './pull-through.js';
+export { MethodNotAllowedError, ListenError } from './errors.js';

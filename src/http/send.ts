@@ -1,0 +1,138 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { addBytes } from './access-log.js';
+import { acceptsGzip, evaluatePreconditions } from './conditional.js';
+import type { Entity } from './entity.js';
+import { ifRangeAllows, parseRange } from './range.js';
+
+/**
+ * Reads per chunk from disk. Bigger chunks mean fewer syscalls per MB; each
+ * open download holds about two of them, which bounds memory with many
+ * slow clients.
+ */
+export const READ_CHUNK = 512 * 1024;
+
+/**
+ * Answers a GET or HEAD for one entity: preconditions, Range, gzip, then the
+ * body from memory or copied from the already open file (never re-opened by
+ * path, so a publish in the middle cannot change the bytes). Resolves when the
+ * response is over; the caller closes the file.
+ */
+export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: Entity): Promise<void> {
+  const rangeHeader = req.headers.range;
+  const gzip = e.gzip !== undefined && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']) ? e.gzip : undefined;
+  // A gzipped representation is another representation: it needs its own strong tag.
+  const etag = gzip ? `${e.etag.slice(0, -1)}-gzip"` : e.etag;
+
+  res.setHeader('ETag', etag);
+  res.setHeader('Last-Modified', e.lastModified.toUTCString());
+  res.setHeader('Cache-Control', e.cacheControl);
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (e.negotiated) res.setHeader('Vary', 'Accept-Encoding');
+
+  const pre = evaluatePreconditions(req.headers, { etag, lastModified: e.lastModified });
+  if (pre === 'not-modified') {
+    res.statusCode = 304;
+    res.end();
+    return;
+  }
+  if (pre === 'failed') {
+    res.statusCode = 412;
+    res.setHeader('Content-Length', 0);
+    res.end();
+    return;
+  }
+
+  res.setHeader('Content-Type', e.contentType);
+  if (gzip) {
+    res.statusCode = 200;
+    res.setHeader('Content-Encoding', 'gzip');
+    res.setHeader('Content-Length', gzip.length);
+    return endWith(req, res, gzip);
+  }
+
+  let start = 0;
+  let end = e.size - 1;
+  if (rangeHeader !== undefined && ifRangeAllows(req.headers['if-range'] as string | undefined, e.etag, e.lastModified)) {
+    const r = parseRange(rangeHeader, e.size);
+    if (r.kind === 'unsatisfiable') {
+      res.statusCode = 416;
+      res.setHeader('Content-Range', `bytes */${e.size}`);
+      res.setHeader('Content-Length', 0);
+      res.removeHeader('Content-Type');
+      res.end();
+      return;
+    }
+    if (r.kind === 'partial') {
+      start = r.start;
+      end = r.end;
+      res.statusCode = 206;
+      res.setHeader('Content-Range', `bytes ${start}-${end}/${e.size}`);
+    }
+  }
+  if (res.statusCode !== 206) res.statusCode = 200;
+  const length = end - start + 1;
+  res.setHeader('Content-Length', length);
+
+  if (e.body.kind === 'buffer') {
+    return endWith(req, res, start === 0 && length === e.body.data.length ? e.body.data : e.body.data.subarray(start, end + 1));
+  }
+  if (req.method === 'HEAD' || length === 0) {
+    res.end();
+    return;
+  }
+  try {
+    await copyRange(e.body.file.handle, start, end, res);
+    res.end();
+  } catch {
+    // The client went away, or the read failed mid-body: cutting the connection is the only honest signal.
+    res.destroy();
+  }
+}
+
+/**
+ * Copies [start, end] from the open handle to the response through two
+ * buffers used in turn: one is read into while the other is being written,
+ * and a buffer is reused only once the socket has taken it. Memory per
+ * download is fixed (2 × READ_CHUNK) and nothing is left for the GC, unlike
+ * a read stream that allocates a fresh chunk per read.
+ */
+async function copyRange(handle: FileHandle, start: number, end: number, res: ServerResponse): Promise<void> {
+  const size = Math.min(READ_CHUNK, end - start + 1);
+  const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+  const written: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+  let gone: (err: Error) => void = () => undefined;
+  const closed = new Promise<never>((_, reject) => (gone = reject));
+  closed.catch(() => undefined);
+  const onClose = () => gone(new Error('the client closed the connection'));
+  res.once('close', onClose);
+  try {
+    let i = 0;
+    for (let pos = start; pos <= end; i ^= 1) {
+      await Promise.race([written[i], closed]);
+      const buf = buffers[i]!;
+      const { bytesRead } = await handle.read(buf, 0, Math.min(size, end - pos + 1), pos);
+      if (bytesRead === 0) throw new Error('the file ended before its size');
+      if (res.destroyed) throw new Error('the client closed the connection');
+      written[i] = new Promise<void>((resolve, reject) => {
+        res.write(bytesRead === size ? buf : buf.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
+      });
+      written[i]!.catch(() => undefined);
+      addBytes(res, bytesRead);
+      pos += bytesRead;
+    }
+    await Promise.race([Promise.all(written), closed]);
+  } finally {
+    res.off('close', onClose);
+  }
+}
+
+function endWith(req: IncomingMessage, res: ServerResponse, data: Buffer): void {
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  addBytes(res, data.length);
+  res.end(data);
+}

@@ -1,0 +1,92 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Listen } from '../config/load.js';
+import { createHttpApp, ROUTES_PREFIX, type HttpApp, type HttpAppOptions } from './app.js';
+import { ListenError } from './errors.js';
+
+export interface HttpServerOptions extends HttpAppOptions {
+  /** Overrides config.http.listen (tests listen on port 0). */
+  readonly listen?: readonly Listen[];
+  /**
+   * Paths that go through express (and its `routes`), besides /api: an
+   * entry matches itself and everything below it; "/" matches only itself.
+   */
+  readonly routedPaths?: readonly string[];
+  /** Sees every request first (metrics), whichever side then answers it. */
+  readonly observe?: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+/** Whether a request goes to express rather than straight to the file handler. */
+export function isRouted(url: string, routed: readonly string[]): boolean {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  return routed.some((p) => path === p || (p !== '/' && path.startsWith(`${p}/`)));
+}
+
+export interface HttpServerHandle {
+  readonly app: HttpApp;
+  readonly servers: readonly Server[];
+  /** What each server is bound to (the real port when 0 was asked). */
+  readonly addresses: readonly Listen[];
+  /** Same as app.invalidate(): call after each publish. */
+  invalidate(): void;
+  /**
+   * Stops accepting, lets running downloads finish for up to graceMs, then
+   * cuts what is left.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
+  const app = createHttpApp(options);
+  const listens = options.listen ?? options.config.http.listen;
+  const servers: Server[] = [];
+  const addresses: Listen[] = [];
+  try {
+    for (const l of listens) {
+      const routed = [ROUTES_PREFIX, ...(options.routedPaths ?? [])];
+      const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
+        options.observe?.(req, res);
+        if (isRouted(req.url ?? '', routed)) app(req, res);
+        else app.serveFile(req, res);
+      });
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException) =>
+          reject(new ListenError(formatListen(l), err.code ?? err.message, { cause: err }));
+        server.once('error', onError);
+        server.listen({ host: l.host, port: l.port }, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      servers.push(server);
+      const a = server.address() as AddressInfo;
+      addresses.push({ host: a.address, port: a.port });
+      options.logger.info({ component: 'http', listen: formatListen({ host: a.address, port: a.port }) }, 'HTTP server listening');
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    throw err;
+  }
+
+  return {
+    app,
+    servers,
+    addresses,
+    invalidate: () => app.invalidate(),
+    close: async (graceMs = 5_000) => {
+      const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+      for (const s of servers) s.closeIdleConnections();
+      const timer = setTimeout(() => {
+        for (const s of servers) s.closeAllConnections();
+      }, graceMs);
+      timer.unref();
+      await Promise.all(closed);
+      clearTimeout(timer);
+    },
+  };
+}
+
+export function formatListen(l: Listen): string {
+  return l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
+}

@@ -1,0 +1,78 @@
+import { Agent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
+import { AbortedError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
+import { parseRetryAfter } from './retry.js';
+
+export interface ClientOptions {
+  connectTimeout: number;
+  idleTimeout: number;
+  connections: number;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Dispatcher.ResponseData['body'];
+}
+
+const USER_AGENT = 'maas-mirror/0.1 (+simplestreams mirror)';
+
+/**
+ * One undici Agent per sync: keep-alive connections to the upstream, with a
+ * connect timeout and an idle timeout that also catches a body that stalls.
+ */
+export class UpstreamClient {
+  private readonly agent: Agent;
+  private readonly dispatcher: Dispatcher;
+
+  constructor(opts: ClientOptions) {
+    this.agent = new Agent({
+      connect: { timeout: opts.connectTimeout },
+      headersTimeout: opts.idleTimeout,
+      bodyTimeout: opts.idleTimeout,
+      connections: opts.connections,
+      keepAliveTimeout: 10_000,
+    });
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+  }
+
+  /** GET; statuses other than 2xx/304 become UpstreamHttpError (body drained). */
+  async get(url: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<UpstreamResponse> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.dispatcher.request({
+        origin: new URL(url).origin,
+        path: new URL(url).pathname + new URL(url).search,
+        method: 'GET',
+        headers: { 'user-agent': USER_AGENT, ...headers },
+        signal,
+      });
+    } catch (err) {
+      throw translateError(err, url);
+    }
+    if (res.statusCode >= 400 || (res.statusCode >= 300 && res.statusCode !== 304)) {
+      await res.body.dump().catch(() => undefined);
+      throw new UpstreamHttpError(url, res.statusCode, parseRetryAfter(res.headers['retry-after']));
+    }
+    return { status: res.statusCode, headers: res.headers, body: res.body };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+}
+
+export function translateError(err: unknown, url: string): unknown {
+  if (err instanceof AbortedError || err instanceof UpstreamHttpError) return err;
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e?.name === 'AbortError' || e?.code === 'UND_ERR_ABORTED') return new AbortedError();
+  if (err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.HeadersTimeoutError) {
+    return new UpstreamNetworkError(url, 'the upstream stopped sending (idle timeout)', { cause: err });
+  }
+  if (err instanceof undiciErrors.ConnectTimeoutError) {
+    return new UpstreamNetworkError(url, 'connect timed out', { cause: err });
+  }
+  if (err instanceof undiciErrors.UndiciError || (e?.code && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code))) {
+    return new UpstreamNetworkError(url, `${e.code ?? 'network error'}: ${e.message}`, { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,202 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, stat, unlink } from 'node:fs/promises';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortedError,
+  ChecksumError,
+  DiskFullError,
+  SizeMismatchError,
+  UpstreamNetworkError,
+} from '../errors.js';
+import type { BlobStore } from '../store/blobs.js';
+import { rethrowDiskFull } from '../store/fsutil.js';
+import type { Layout } from '../store/layout.js';
+import { translateError, type UpstreamClient } from './client.js';
+import type { HashPool, PooledHash } from './hash-pool.js';
+import type { RateLimiter } from './ratelimit.js';
+import { withRetries } from './retry.js';
+
+export interface DownloadRequest {
+  readonly url: string;
+  readonly sha256: string;
+  readonly size: number;
+}
+
+export interface DownloadContext {
+  readonly client: UpstreamClient;
+  readonly layout: Layout;
+  readonly store: BlobStore;
+  readonly hashes: HashPool;
+  readonly retries: number;
+  readonly limiter?: RateLimiter;
+  readonly signal?: AbortSignal;
+  readonly retryBaseMs?: number;
+  /** Bytes received from upstream (for progress and metrics). */
+  readonly onBytes?: (n: number) => void;
+  readonly onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  readonly onChecksumFailure?: (err: ChecksumError | SizeMismatchError) => void;
+}
+
+export interface DownloadResult {
+  readonly resumedFrom: number;
+  readonly fetchedBytes: number;
+}
+
+/**
+ * Fetches one file into the store: streamed to `partial/<sha>.part` while
+ * hashing and counting, resumed with Range after a crash or a dropped
+ * connection, adopted into the store only when size and sha256 match.
+ */
+export async function downloadBlob(req: DownloadRequest, ctx: DownloadContext): Promise<DownloadResult> {
+  const partial = ctx.layout.partial(req.sha256);
+  await mkdir(ctx.layout.partialDir, { recursive: true });
+  let fetchedBytes = 0;
+  let resumedFrom = -1;
+  let mismatches = 0;
+  for (;;) {
+    try {
+      const r = await withRetries(
+        async () => {
+          const got = await attempt(req, ctx, partial);
+          fetchedBytes += got.fetched;
+          if (resumedFrom < 0) resumedFrom = got.offset;
+          return got;
+        },
+        { retries: ctx.retries, signal: ctx.signal, baseMs: ctx.retryBaseMs, onRetry: ctx.onRetry },
+      );
+      void r;
+      return { resumedFrom: Math.max(0, resumedFrom), fetchedBytes };
+    } catch (err) {
+      if ((err instanceof ChecksumError || err instanceof SizeMismatchError) && mismatches === 0) {
+        // A corrupt transfer may be a one-off (a bad proxy, a flipped bit): try once more from zero.
+        mismatches++;
+        ctx.onChecksumFailure?.(err);
+        continue;
+      }
+      if (err instanceof ChecksumError || err instanceof SizeMismatchError) ctx.onChecksumFailure?.(err);
+      throw err;
+    }
+  }
+}
+
+interface AttemptResult {
+  offset: number;
+  fetched: number;
+}
+
+async function attempt(req: DownloadRequest, ctx: DownloadContext, partial: string): Promise<AttemptResult> {
+  if (ctx.signal?.aborted) throw new AbortedError();
+  let offset = await partialSize(partial);
+  if (offset > req.size) {
+    await unlink(partial);
+    offset = 0;
+  }
+  const hash = ctx.hashes.create();
+  try {
+    return await transfer(req, ctx, partial, offset, hash);
+  } finally {
+    hash.drop();
+  }
+}
+
+async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: string, offset: number, hash: PooledHash): Promise<AttemptResult> {
+
+  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (offset > 0) headers.range = `bytes=${offset}-`;
+  const res = await ctx.client.get(req.url, headers, ctx.signal);
+
+  let start = 0;
+  if (res.status === 206 && offset > 0) {
+    const cr = parseContentRange(res.headers['content-range']);
+    if (!cr || cr.start !== offset || cr.end !== req.size - 1 || (cr.total !== undefined && cr.total !== req.size)) {
+      // Only a 206 that continues exactly where we stopped is safe to append.
+      await res.body.dump().catch(() => undefined);
+      await unlink(partial).catch(() => undefined);
+      throw new UpstreamNetworkError(req.url, `bad Content-Range ${String(res.headers['content-range'])} on resume; starting again from zero`);
+    }
+    start = offset;
+  } else if (res.status !== 200 && res.status !== 206) {
+    await res.body.dump().catch(() => undefined);
+    throw new UpstreamNetworkError(req.url, `unexpected HTTP ${res.status}`);
+  }
+  const fresh = start === 0;
+  if (!fresh) await hash.updateFromFile(partial, start);
+
+  let received = 0;
+  const counter = new Counter(hash, req.size - start, (n) => {
+    received += n;
+    ctx.onBytes?.(n);
+  }, ctx.limiter, ctx.signal);
+  try {
+    // flush: the data is fsynced before the stream closes, so a verified file is a durable one.
+    const out = createWriteStream(partial, { flags: fresh ? 'w' : 'r+', start, flush: true, highWaterMark: 1 << 20 });
+    await pipeline(res.body, counter, out);
+  } catch (err) {
+    if (err instanceof SizeMismatchError) {
+      await unlink(partial).catch(() => undefined);
+      throw new SizeMismatchError(req.url, req.size, start + received);
+    }
+    const e = rethrowDiskFull(translateError(err, req.url), partial);
+    if (e instanceof DiskFullError) await unlink(partial).catch(() => undefined);
+    throw e;
+  }
+  const total = start + received;
+  const actual = await hash.digest();
+  if (total !== req.size || actual !== req.sha256) {
+    await unlink(partial).catch(() => undefined);
+    if (total !== req.size) throw new SizeMismatchError(req.url, req.size, total);
+    throw new ChecksumError(req.url, req.sha256, actual);
+  }
+  await ctx.store.adopt(partial, req.sha256);
+  return { offset: start, fetched: received };
+}
+
+async function partialSize(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+export function parseContentRange(
+  v: string | string[] | undefined,
+): { start: number; end: number; total: number | undefined } | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(s?.trim() ?? '');
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+/** Hashes and counts what passes; refuses to pass more than expected. */
+class Counter extends Transform {
+  private seen = 0;
+  constructor(
+    private readonly hash: PooledHash,
+    private readonly limit: number,
+    private readonly onBytes: (n: number) => void,
+    private readonly limiter?: RateLimiter,
+    private readonly signal?: AbortSignal,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) {
+      done(new SizeMismatchError('', this.limit, this.seen));
+      return;
+    }
+    const caughtUp = this.hash.update(chunk);
+    this.onBytes(chunk.length);
+    if (!caughtUp && !this.limiter?.enabled) {
+      done(null, chunk);
+      return;
+    }
+    Promise.all([caughtUp, this.limiter?.take(chunk.length, this.signal)]).then(
+      () => done(null, chunk),
+      () => done(new AbortedError()),
+    );
+  }
+}

@@ -1,0 +1,104 @@
+import { link, mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { SigningKey } from '../pgp/keys.js';
+import { clearsign, detachSign } from '../pgp/sign.js';
+import { formatRfc2822 } from '../simplestreams/dates.js';
+import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js';
+import type { BlobStore } from '../store/blobs.js';
+import { fsyncDir, rethrowDiskFull, writeFileAtomic, writeFileDurable } from '../store/fsutil.js';
+import type { Layout } from '../store/layout.js';
+import type { SnapshotManifest } from '../store/manifest.js';
+import { newSnapshotId, snapshotIds, switchCurrent } from '../store/snapshots.js';
+import type { PublishModel } from './model.js';
+
+export interface PublishOptions {
+  layout: Layout;
+  store: BlobStore;
+  key: SigningKey;
+  logger: Logger;
+  sources: SnapshotManifest['sources'];
+  now?: Date;
+}
+
+/**
+ * Writes a complete, signed tree into a new snapshot folder, then makes it
+ * `current` with one rename. Until that rename nothing a reader can reach has
+ * changed; after it, everything has.
+ */
+export async function publishSnapshot(model: PublishModel, opts: PublishOptions): Promise<SnapshotManifest> {
+  const now = opts.now ?? new Date();
+  const id = newSnapshotId(now, await snapshotIds(opts.layout));
+  const updated = formatRfc2822(now);
+  const building = join(opts.layout.snapshotsDir, `.building-${id}`);
+  const dirs = new Set<string>();
+  const ensureDir = async (file: string) => {
+    const d = dirname(file);
+    if (!dirs.has(d)) {
+      await mkdir(d, { recursive: true });
+      for (let p = d; p.startsWith(building) && !dirs.has(p); p = dirname(p)) dirs.add(p);
+    }
+  };
+  try {
+    await mkdir(building, { recursive: true });
+    const signed: IndexDocument = { format: 'index:1.0', index: {}, updated };
+    const plain: IndexDocument = { format: 'index:1.0', index: {}, updated };
+    for (const c of model.contents) {
+      const doc: ProductsDocument = { ...c.doc, updated };
+      const base = join(building, c.basePath);
+      await ensureDir(base);
+      await writeSignedTriple(base, JSON.stringify(doc, null, 1) + '\n', opts.key);
+      const { path: _p, ...entryFields } = c.entry as typeof c.entry & { path?: string };
+      const entry = {
+        ...entryFields,
+        format: 'products:1.0',
+        datatype: String(entryFields.datatype ?? doc.datatype ?? 'image-ids'),
+        products: Object.keys(doc.products).sort(),
+        updated,
+      };
+      signed.index[c.contentId] = { ...entry, path: `${c.basePath}.sjson` };
+      plain.index[c.contentId] = { ...entry, path: `${c.basePath}.json` };
+    }
+    const indexBase = join(building, 'streams', 'v1', 'index');
+    await ensureDir(indexBase);
+    const plainText = JSON.stringify(plain, null, 1) + '\n';
+    await writeFileDurable(`${indexBase}.json`, plainText);
+    await writeFileDurable(`${indexBase}.json.gpg`, await detachSign(Buffer.from(plainText), opts.key.privateKey));
+    await writeFileDurable(`${indexBase}.sjson`, await clearsign(JSON.stringify(signed, null, 1) + '\n', opts.key.privateKey));
+
+    for (const [path, f] of model.files) {
+      if (!f.held) continue;
+      const target = join(building, path);
+      await ensureDir(target);
+      await link(opts.store.path(f.sha256), target);
+    }
+    for (const d of [...dirs].sort((a, b) => b.length - a.length)) await fsyncDir(d);
+    await rename(building, opts.layout.snapshot(id));
+    await fsyncDir(opts.layout.snapshotsDir);
+  } catch (err) {
+    await rm(building, { recursive: true, force: true }).catch(() => undefined);
+    throw rethrowDiskFull(err, opts.layout.snapshotsDir);
+  }
+
+  const manifest: SnapshotManifest = {
+    id,
+    created: now.toISOString(),
+    sources: opts.sources,
+    files: Object.fromEntries(model.files),
+    bootloaders: model.bootloaders,
+    contents: model.contents.map((c) => ({ contentId: c.contentId, source: c.source, basePath: c.basePath })),
+    fingerprint: model.fingerprint,
+    signedBy: opts.key.fingerprint,
+  };
+  await mkdir(opts.layout.manifestsDir, { recursive: true });
+  await writeFileAtomic(opts.layout.manifest(id), JSON.stringify(manifest) + '\n');
+  await switchCurrent(opts.layout, id);
+  opts.logger.info({ snapshot: id, files: model.files.size, contents: model.contents.length }, 'published a new snapshot');
+  return manifest;
+}
+
+async function writeSignedTriple(base: string, text: string, key: SigningKey): Promise<void> {
+  await writeFileDurable(`${base}.json`, text);
+  await writeFileDurable(`${base}.sjson`, await clearsign(text, key.privateKey));
+  await writeFileDurable(`${base}.json.gpg`, await detachSign(Buffer.from(text), key.privateKey));
+}

@@ -1,0 +1,137 @@
+import type { Logger } from 'pino';
+import type { SourceConfig } from '../config/load.js';
+import { DowngradeError, MetadataError } from '../errors.js';
+import { loadKeyring } from '../pgp/keyring.js';
+import { verifyClearsigned } from '../pgp/verify.js';
+import { parseRfc2822 } from '../simplestreams/dates.js';
+import { parseIndex, parseProducts } from '../simplestreams/parse.js';
+import { assertSafeItemPath } from '../simplestreams/paths.js';
+import type { IndexDocument, IndexEntry, ProductsDocument } from '../simplestreams/types.js';
+import type { SourceState, StateStore } from '../store/state.js';
+import type { UpstreamClient } from './client.js';
+import { fetchDocument } from './metadata.js';
+import { joinUrl } from './url.js';
+
+export interface SourceContent {
+  readonly contentId: string;
+  readonly entry: IndexEntry;
+  /** The entry path without its .json/.sjson extension, e.g. streams/v1/<content id>. */
+  readonly basePath: string;
+  readonly doc: ProductsDocument;
+}
+
+export interface SourceMetadata {
+  readonly source: SourceConfig;
+  readonly index: IndexDocument;
+  readonly contents: readonly SourceContent[];
+  /** Documents whose bytes changed since the last accepted ones. */
+  readonly changedDocuments: number;
+  readonly requests: number;
+  /** The state to save once the sync is done with it. */
+  readonly state: SourceState;
+}
+
+export interface ReadSourceOptions {
+  client: UpstreamClient;
+  state: StateStore;
+  logger: Logger;
+  retries: number;
+  allowDowngrade?: boolean;
+  signal?: AbortSignal;
+  onRetry?: () => void;
+  onSignatureFailure?: () => void;
+}
+
+/**
+ * Reads and checks one source's metadata: the index and every selected
+ * products file, each fetched once, conditionally, and verified against the
+ * source's keyring before a byte of it is believed.
+ */
+export async function readSource(source: SourceConfig, opts: ReadSourceOptions): Promise<SourceMetadata> {
+  const previous = await opts.state.load();
+  const next: SourceState = { documents: {} };
+  const keyring = source.verify ? await loadKeyring(source.keyring!) : undefined;
+  if (!source.verify) {
+    opts.logger.warn(
+      { source: source.name },
+      `source ${source.name} is not verified (verify: false): anyone between here and ${source.url} can change what this mirror serves`,
+    );
+  }
+  const ext = source.verify ? '.sjson' : '.json';
+  let requests = 0;
+  let changed = 0;
+
+  const read = async (relPath: string): Promise<string> => {
+    const url = joinUrl(source.url, relPath);
+    const prev = previous.documents[relPath];
+    requests++;
+    const got = await fetchDocument(opts.client, url, {
+      retries: opts.retries,
+      previous: prev,
+      signal: opts.signal,
+      onRetry: opts.onRetry,
+    });
+    let raw: string | undefined;
+    if (!got.changed) raw = prev?.textSha256 ? await opts.state.readText(prev.textSha256) : undefined;
+    let fresh = got.changed;
+    if (raw === undefined) {
+      // A 304 without our stored copy (or a changed one): fetch it whole.
+      const full = got.changed ? got : await fetchDocument(opts.client, url, { retries: opts.retries, signal: opts.signal });
+      if (!full.changed) throw new MetadataError(url, 'the upstream answered 304 to an unconditional request');
+      if (!got.changed) requests++;
+      raw = full.text;
+      fresh = true;
+      next.documents[relPath] = { etag: full.etag, lastModified: full.lastModified };
+    } else {
+      next.documents[relPath] = { ...prev };
+    }
+    let text = raw;
+    if (keyring) {
+      try {
+        text = (await verifyClearsigned(raw, keyring, url)).text;
+      } catch (err) {
+        opts.onSignatureFailure?.();
+        throw err;
+      }
+    }
+    if (fresh) changed++;
+    next.documents[relPath]!.textSha256 = await opts.state.writeText(raw);
+    return text;
+  };
+
+  const checkDate = (relPath: string, updated: string | undefined) => {
+    const url = joinUrl(source.url, relPath);
+    const accepted = previous.documents[relPath]?.updated;
+    if (updated && accepted && !opts.allowDowngrade) {
+      const a = parseRfc2822(accepted);
+      const u = parseRfc2822(updated);
+      if (a && u && u.getTime() < a.getTime()) throw new DowngradeError(url, updated, accepted);
+    }
+    next.documents[relPath]!.updated = updated ?? accepted;
+  };
+
+  const indexPath = `streams/v1/index${ext}`;
+  const indexUrl = joinUrl(source.url, indexPath);
+  const index = parseIndex(await read(indexPath), indexUrl);
+  checkDate(indexPath, index.updated);
+
+  const contents: SourceContent[] = [];
+  for (const [contentId, entry] of Object.entries(index.index)) {
+    // sstream-mirror never follows an entry without a format; nor do we.
+    if (entry.format !== 'products:1.0') continue;
+    if (source.contentIds && !source.contentIds.some((re) => re.test(contentId))) continue;
+    assertSafeItemPath(entry.path, `${indexUrl} entry ${contentId}`);
+    if (source.verify && !entry.path.endsWith('.sjson')) {
+      throw new MetadataError(indexUrl, `signed index entry ${contentId} points to ${entry.path}, which is not a signed .sjson file`);
+    }
+    const docText = await read(entry.path);
+    const url = joinUrl(source.url, entry.path);
+    const doc = parseProducts(docText, url);
+    if (doc.content_id !== contentId) {
+      throw new MetadataError(url, `content_id is ${doc.content_id}, but the index lists it as ${contentId}`);
+    }
+    checkDate(entry.path, doc.updated);
+    contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc });
+  }
+  return { source, index, contents, changedDocuments: changed, requests, state: next };
+}

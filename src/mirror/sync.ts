@@ -1,0 +1,355 @@
+import { randomBytes } from 'node:crypto';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.js';
+import { AbortedError, isMirrorError } from '../errors.js';
+import { loadOrCreateSigningKey } from '../pgp/keys.js';
+import { BlobStore } from '../store/blobs.js';
+import { unpackBootloaders } from '../store/bootloaders.js';
+import { collectGarbage, type GcReport } from '../store/gc.js';
+import { Layout } from '../store/layout.js';
+import { acquireLock, type Lock } from '../store/lock.js';
+import { StateStore } from '../store/state.js';
+import { UpstreamClient } from './client.js';
+import { downloadBlob } from './download.js';
+import { HashPool } from './hash-pool.js';
+import { buildModel, type ContentBuild, type PublishContent } from './model.js';
+import { diffPlan, type PlanChange } from './plan.js';
+import { readPublished } from './previous.js';
+import { SyncProgress } from './progress.js';
+import { publishSnapshot } from './publish.js';
+import { RateLimiter } from './ratelimit.js';
+import { selectContent, type WantedFile } from './select.js';
+import { readSource, type SourceMetadata } from './source.js';
+
+export interface SyncHooks {
+  onDownloadedBytes?(source: string, bytes: number): void;
+  onRetry?(source: string): void;
+  onSignatureFailure?(source: string): void;
+  onChecksumFailure?(source: string): void;
+  onSourceDone?(source: string, result: 'ok' | 'partial' | 'failed', durationMs: number): void;
+  onGc?(report: GcReport): void;
+  onPublished?(snapshotId: string): void | Promise<void>;
+}
+
+export interface SyncOptions {
+  config: Config;
+  logger: Logger;
+  dryRun?: boolean;
+  allowDowngrade?: boolean;
+  signal?: AbortSignal;
+  progress?: SyncProgress;
+  hooks?: SyncHooks;
+  /** Skip taking the dataDir lock (the caller already holds it). */
+  locked?: boolean;
+  /** Backoff base for retries; tests shorten it. */
+  retryBaseMs?: number;
+  id?: string;
+}
+
+export interface SyncFailure {
+  readonly source: string;
+  readonly code: string;
+  readonly message: string;
+  readonly path?: string;
+  readonly url?: string;
+}
+
+export interface SyncReport {
+  readonly id: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  readonly dryRun: boolean;
+  /** ok: everything selected is published; partial: some of it failed; failed: nothing could be done. */
+  readonly result: 'ok' | 'partial' | 'failed';
+  readonly snapshot: string | undefined;
+  readonly published: boolean;
+  readonly sources: { name: string; result: 'ok' | 'partial' | 'failed'; requests: number; changedDocuments: number }[];
+  readonly plan: { changes: PlanChange[]; filesToFetch: number; bytesToFetch: number };
+  readonly downloaded: { files: number; bytes: number };
+  readonly failures: SyncFailure[];
+  readonly gc?: GcReport;
+}
+
+export function newSyncId(): string {
+  return `sync-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(2).toString('hex')}`;
+}
+
+/**
+ * One sync: read and verify every source, select, fetch what the store lacks,
+ * publish what is complete, collect garbage. Never throws for a failed
+ * source or item: those are in the report, and the rest still goes out.
+ */
+export async function runSync(opts: SyncOptions): Promise<SyncReport> {
+  const started = Date.now();
+  const id = opts.id ?? newSyncId();
+  const { config } = opts;
+  const log = opts.logger.child({ sync: id });
+  const layout = new Layout(config.dataDir);
+  const store = new BlobStore(layout);
+  const progress = opts.progress ?? new SyncProgress();
+  const hooks = opts.hooks ?? {};
+  const failures: SyncFailure[] = [];
+  let hashes: HashPool | undefined;
+  const lock: Lock | undefined = opts.dryRun || opts.locked ? undefined : await acquireLock(layout.lockFile, `sync ${id}`);
+  const client = new UpstreamClient({
+    connectTimeout: config.download.connectTimeout,
+    idleTimeout: config.download.idleTimeout,
+    connections: config.download.concurrency + 2,
+  });
+  const finish = (partial: Omit<SyncReport, 'id' | 'startedAt' | 'finishedAt' | 'durationMs' | 'dryRun'>): SyncReport => ({
+    id,
+    startedAt: new Date(started).toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationMs: Date.now() - started,
+    dryRun: Boolean(opts.dryRun),
+    ...partial,
+  });
+  try {
+    progress.setPhase('metadata');
+    const previous = await readPublished(layout);
+    const sourceReports: SyncReport['sources'] = [];
+    const metas: SourceMetadata[] = [];
+    const carried: PublishContent[] = [];
+    const sourceStart = new Map<string, number>();
+    for (const source of config.sources) {
+      sourceStart.set(source.name, Date.now());
+      const slog = log.child({ source: source.name });
+      try {
+        const meta = await readSource(source, {
+          client,
+          state: new StateStore(layout, source.name),
+          logger: slog,
+          retries: config.download.retries,
+          allowDowngrade: opts.allowDowngrade,
+          signal: opts.signal,
+          onRetry: () => hooks.onRetry?.(source.name),
+          onSignatureFailure: () => hooks.onSignatureFailure?.(source.name),
+        });
+        metas.push(meta);
+        slog.info({ requests: meta.requests, changed: meta.changedDocuments }, `read ${meta.contents.length} products files`);
+      } catch (err) {
+        if (err instanceof AbortedError) throw err;
+        const f = failureOf(source.name, err);
+        failures.push(f);
+        slog.error({ code: f.code }, `source ${source.name} rejected: ${f.message}`);
+        sourceReports.push({ name: source.name, result: 'failed', requests: 0, changedDocuments: 0 });
+        hooks.onSourceDone?.(source.name, 'failed', Date.now() - sourceStart.get(source.name)!);
+        // Keep serving what this source had: its products go out again as they were.
+        for (const c of previous?.contents.values() ?? []) if (c.source === source.name) carried.push(c);
+      }
+    }
+
+    // Select, and find out what the store lacks.
+    const builds: ContentBuild[] = [];
+    const wanted = new Map<string, WantedFile>();
+    const pathOwner = new Map<string, WantedFile>();
+    const contentOwner = new Map<string, string>();
+    for (const meta of metas) {
+      for (const content of meta.contents) {
+        const owner = contentOwner.get(content.contentId);
+        if (owner) {
+          failures.push({
+            source: meta.source.name,
+            code: 'MM_CONTENT_CONFLICT',
+            message: `content id ${content.contentId} comes from sources ${owner} and ${meta.source.name}; one published index cannot hold both. Narrow one source's contentIds`,
+          });
+          continue;
+        }
+        contentOwner.set(content.contentId, meta.source.name);
+        const sel = selectContent(meta.source, content);
+        for (const p of sel.problems) {
+          failures.push({ source: meta.source.name, code: 'MM_METADATA_INVALID', message: p.message, path: p.path });
+        }
+        const versions = sel.versions.filter((v) =>
+          v.files.every((f) => {
+            const owner = pathOwner.get(f.path);
+            if (owner && owner.sha256 !== f.sha256) {
+              failures.push({
+                source: meta.source.name,
+                code: 'MM_PATH_CONFLICT',
+                message: `${f.path} is published by source ${owner.source} with other content; ${v.productId} ${v.version} of ${meta.source.name} left out`,
+                path: f.path,
+              });
+              return false;
+            }
+            return true;
+          }),
+        );
+        for (const v of versions) {
+          for (const f of v.files) {
+            pathOwner.set(f.path, pathOwner.get(f.path) ?? f);
+            if (!meta.source.onDemand && !wanted.has(f.sha256)) wanted.set(f.sha256, f);
+          }
+        }
+        builds.push({
+          contentId: content.contentId,
+          source: meta.source.name,
+          onDemand: meta.source.onDemand,
+          basePath: content.basePath,
+          entry: content.entry,
+          upstream: content.doc,
+          selected: versions,
+          previous: previous?.contents.get(content.contentId)?.doc,
+        });
+      }
+    }
+    const held = new Set<string>();
+    const missing: WantedFile[] = [];
+    const candidates = new Map<string, number>();
+    for (const f of wanted.values()) candidates.set(f.sha256, f.size);
+    for (const c of previous?.contents.values() ?? []) {
+      for (const p of Object.values(c.doc.products))
+        for (const v of Object.values(p.versions)) for (const i of Object.values(v.items)) candidates.set(i.sha256, i.size);
+    }
+    for (const b of builds) if (b.onDemand) for (const v of b.selected) for (const f of v.files) candidates.set(f.sha256, f.size);
+    for (const [sha, size] of candidates) if (await store.has(sha, size)) held.add(sha);
+    for (const f of wanted.values()) if (!held.has(f.sha256)) missing.push(f);
+    const bytesToFetch = missing.reduce((n, f) => n + f.size, 0);
+
+    const preview = buildModel({ builds, carried, held: () => true }).model;
+    const changes = diffPlan(previous?.contents, preview.contents);
+    if (opts.dryRun) {
+      return finish({
+        result: failures.length > 0 ? 'partial' : 'ok',
+        snapshot: previous?.manifest.id,
+        published: false,
+        sources: [...sourceReports, ...metas.map((m) => ({ name: m.source.name, result: 'ok' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
+        plan: { changes, filesToFetch: missing.length, bytesToFetch },
+        downloaded: { files: 0, bytes: 0 },
+        failures,
+      });
+    }
+    for (const m of metas) await new StateStore(layout, m.source.name).save(m.state);
+
+    // Download.
+    progress.setPhase('download');
+    progress.plan(missing.length, bytesToFetch);
+    const limiter = new RateLimiter(config.download.rateLimit);
+    hashes = missing.length > 0 ? new HashPool() : undefined;
+    const queue = new PQueue({ concurrency: config.download.concurrency });
+    let downloadedFiles = 0;
+    let downloadedBytes = 0;
+    const failedSources = new Set<string>();
+    // Largest first: the long transfers start early and the queue ends together.
+    missing.sort((a, b) => b.size - a.size);
+    for (const f of missing) {
+      void queue.add(async () => {
+        if (opts.signal?.aborted) return;
+        progress.start(f.path);
+        try {
+          const r = await downloadBlob(f, {
+            client,
+            layout,
+            store,
+            hashes: hashes!,
+            retries: config.download.retries,
+            limiter,
+            signal: opts.signal,
+            retryBaseMs: opts.retryBaseMs,
+            onBytes: (n) => {
+              downloadedBytes += n;
+              progress.bytes(n);
+              hooks.onDownloadedBytes?.(f.source, n);
+            },
+            onRetry: (err, attempt, delay) => {
+              hooks.onRetry?.(f.source);
+              log.warn({ source: f.source, path: f.path, attempt, delayMs: delay, err: errMessage(err) }, 'retrying download');
+            },
+            onChecksumFailure: (err) => {
+              hooks.onChecksumFailure?.(f.source);
+              log.warn({ source: f.source, path: f.path, code: err.code }, err.message);
+            },
+          });
+          held.add(f.sha256);
+          downloadedFiles++;
+          progress.finish(f.path);
+          log.debug({ path: f.path, bytes: f.size, resumedFrom: r.resumedFrom }, 'stored');
+        } catch (err) {
+          progress.drop(f.path);
+          if (err instanceof AbortedError || opts.signal?.aborted) return;
+          const fl = { ...failureOf(f.source, err), path: f.path, url: f.url };
+          failures.push(fl);
+          failedSources.add(f.source);
+          log.error({ source: f.source, path: f.path, code: fl.code }, fl.message);
+        }
+      });
+    }
+    await queue.onIdle();
+    if (opts.signal?.aborted) throw new AbortedError('the sync was aborted; partial files are kept and will be resumed');
+
+    // Publish what is complete.
+    progress.setPhase('publish');
+    const { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    let snapshot = previous?.manifest.id;
+    let published = false;
+    const repaired = previous ? Object.values(previous.manifest.files).some((f) => f.held && !held.has(f.sha256)) : false;
+    if (model.contents.length === 0 && !previous) {
+      log.warn('nothing to publish: no source gave a complete product');
+    } else if (previous && previous.manifest.fingerprint === model.fingerprint && !repaired) {
+      log.info({ snapshot }, 'nothing changed upstream: the current snapshot stays');
+    } else {
+      const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey);
+      const manifest = await publishSnapshot(model, {
+        layout,
+        store,
+        key,
+        logger: log,
+        sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])),
+      });
+      snapshot = manifest.id;
+      published = true;
+      try {
+        // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
+        await unpackBootloaders(layout, manifest, log);
+      } catch (err) {
+        const f = failureOf('bootloaders', err);
+        failures.push(f);
+        log.error({ code: f.code }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
+      }
+      await hooks.onPublished?.(manifest.id);
+    }
+    for (const i of incomplete) log.warn(i, 'version not published: some of its files are missing');
+
+    progress.setPhase('gc');
+    const gc = await collectGarbage({
+      layout,
+      store,
+      keepSnapshots: config.publish.keepSnapshots,
+      partialProtectionMs: config.download.partialProtection,
+    });
+    hooks.onGc?.(gc);
+    progress.setPhase('done');
+
+    for (const m of metas) {
+      const r = failedSources.has(m.source.name) || failures.some((f) => f.source === m.source.name) ? 'partial' : 'ok';
+      sourceReports.push({ name: m.source.name, result: r, requests: m.requests, changedDocuments: m.changedDocuments });
+      hooks.onSourceDone?.(m.source.name, r, Date.now() - sourceStart.get(m.source.name)!);
+    }
+    const result = failures.length === 0 ? 'ok' : metas.length === 0 && !published ? 'failed' : 'partial';
+    return finish({
+      result,
+      snapshot,
+      published,
+      sources: sourceReports,
+      plan: { changes, filesToFetch: missing.length, bytesToFetch },
+      downloaded: { files: downloadedFiles, bytes: downloadedBytes },
+      failures,
+      gc,
+    });
+  } finally {
+    await hashes?.close();
+    await client.close();
+    await lock?.release();
+  }
+}
+
+function failureOf(source: string, err: unknown): SyncFailure {
+  if (isMirrorError(err)) return { source, code: err.code, message: err.message };
+  return { source, code: 'MM_INTERNAL', message: errMessage(err) };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

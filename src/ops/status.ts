@@ -1,0 +1,191 @@
+import { statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Config } from '../config/load.js';
+import type { ProgressSnapshot } from '../mirror/progress.js';
+import type { SyncFailure } from '../mirror/sync.js';
+import { Layout } from '../store/layout.js';
+import { readLockHolder } from '../store/lock.js';
+import type { SnapshotInfo } from '../store/snapshots.js';
+import type { ProductSummary, SnapshotCatalog } from './catalog.js';
+import type { SyncCoordinator, SyncRecord } from './coordinator.js';
+import type { StoreTotals, StoreTotalsCache } from './store-totals.js';
+
+export interface SourceStatus {
+  readonly name: string;
+  /** Without any user:password part. */
+  readonly url: string;
+  /** Signatures are checked (sources[].verify). */
+  readonly verified: boolean;
+  readonly onDemand: boolean;
+  readonly filters: readonly (readonly string[])[];
+  readonly contentIds: readonly string[] | null;
+  readonly maxVersions: number;
+  /** What the current snapshot holds from this source. */
+  readonly products: readonly ProductSummary[];
+  /** Sum of the newest version of each product. */
+  readonly bytes: number;
+}
+
+export interface ProgressStatus extends Omit<ProgressSnapshot, 'startedAt'> {
+  readonly startedAt: string;
+  /** 0..1 of the bytes to fetch, or null before the plan is known. */
+  readonly fraction: number | null;
+}
+
+export interface RunningStatus {
+  readonly id: string;
+  readonly reason: string;
+  readonly startedAt: string;
+  readonly progress: ProgressStatus;
+}
+
+export interface DiskStatus {
+  readonly total: number;
+  readonly available: number;
+  readonly used: number;
+}
+
+/** GET /status.json: what the public status page shows. No secrets, no local paths. */
+export interface PublicStatus {
+  readonly version: string;
+  readonly time: string;
+  readonly current: string | null;
+  readonly sources: readonly SourceStatus[];
+  readonly running: RunningStatus | null;
+  readonly lastSync: SyncRecord | null;
+  readonly nextSync: string | null;
+  readonly store: StoreTotals | null;
+  readonly disk: DiskStatus | null;
+  readonly snapshots: readonly SnapshotInfo[];
+}
+
+/** GET /api/v1/status (token required): the public status plus history, paths and the lock holder. */
+export interface MirrorStatus extends PublicStatus {
+  readonly history: readonly SyncRecord[];
+  readonly configFile: string;
+  readonly dataDir: string;
+  /** Another process holding the dataDir lock (e.g. cron's sync), when the daemon is not syncing. */
+  readonly lock: { readonly pid: number; readonly host: string; readonly command: string; readonly since: string } | null;
+}
+
+export interface StatusDeps {
+  readonly config: () => Config;
+  readonly coordinator: SyncCoordinator;
+  readonly catalog: SnapshotCatalog;
+  readonly storeTotals?: StoreTotalsCache;
+  readonly scheduler?: { readonly nextRunAt: Date | undefined };
+  readonly version: string;
+}
+
+/** Reads the status from caches and a few cheap syscalls: cheap enough for a 2 s poll. */
+export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
+  const config = deps.config();
+  const [snapshots, products, disk] = await Promise.all([
+    deps.catalog.snapshots().catch(() => []),
+    deps.catalog.products().catch(() => []),
+    diskStatus(config.dataDir),
+  ]);
+  const running = deps.coordinator.running;
+  const last = deps.coordinator.lastSync;
+  return {
+    version: deps.version,
+    time: new Date().toISOString(),
+    current: snapshots.find((s) => s.current)?.id ?? null,
+    sources: config.sources.map((s) => {
+      const mine = products.filter((p) => p.source === s.name);
+      return {
+        name: s.name,
+        url: stripCredentials(s.url),
+        verified: s.verify,
+        onDemand: s.onDemand,
+        filters: s.filterText,
+        contentIds: s.contentIds?.map((r) => r.source) ?? null,
+        maxVersions: s.maxVersions,
+        products: mine,
+        bytes: mine.reduce((n, p) => n + (p.versions[0]?.bytes ?? 0), 0),
+      };
+    }),
+    running: running
+      ? { id: running.id, reason: running.reason, startedAt: running.startedAt, progress: progressStatus(running.progress.snapshot()) }
+      : null,
+    lastSync: last ? redactRecord(last) : null,
+    nextSync: deps.scheduler?.nextRunAt?.toISOString() ?? null,
+    store: deps.storeTotals?.totals ?? null,
+    disk,
+    snapshots,
+  };
+}
+
+export async function fullStatus(deps: StatusDeps): Promise<MirrorStatus> {
+  const config = deps.config();
+  const [pub, holder] = await Promise.all([
+    publicStatus(deps),
+    deps.coordinator.running ? undefined : readLockHolder(new Layout(config.dataDir).lockFile).catch(() => undefined),
+  ]);
+  return {
+    ...pub,
+    history: deps.coordinator.history.map(redactRecord),
+    configFile: config.file,
+    dataDir: config.dataDir,
+    lock: holder ? { pid: holder.pid, host: holder.host, command: holder.command, since: holder.since } : null,
+  };
+}
+
+function progressStatus(p: ProgressSnapshot): ProgressStatus {
+  return {
+    phase: p.phase,
+    filesTotal: p.filesTotal,
+    filesDone: p.filesDone,
+    bytesTotal: p.bytesTotal,
+    bytesDone: p.bytesDone,
+    rate: Math.round(p.rate),
+    // Bounded: concurrency is at most 64, but a status line should stay short anyway.
+    current: p.current.slice(0, 16),
+    startedAt: new Date(p.startedAt).toISOString(),
+    fraction: p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : p.phase === 'download' || p.phase === 'metadata' ? null : 1,
+  };
+}
+
+async function diskStatus(dataDir: string): Promise<DiskStatus | null> {
+  // Before the first sync dataDir may not exist yet: its parent is the same file system, usually.
+  for (const dir of [dataDir, dirname(dataDir)]) {
+    try {
+      const s = await statfs(dir);
+      const total = s.blocks * s.bsize;
+      return { total, available: s.bavail * s.bsize, used: total - s.bfree * s.bsize };
+    } catch {
+      // try the next
+    }
+  }
+  return null;
+}
+
+/** An upstream URL as it may be shown: without user:password. */
+export function stripCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@\s]*@/, '//');
+  }
+}
+
+function redactText(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1');
+}
+
+function redactRecord(r: SyncRecord): SyncRecord {
+  const failure = (f: SyncFailure): SyncFailure => ({
+    ...f,
+    message: redactText(f.message),
+    ...(f.url !== undefined ? { url: redactText(f.url) } : {}),
+  });
+  return {
+    ...r,
+    failures: r.failures.map(failure),
+    error: r.error ? { code: r.error.code, message: redactText(r.error.message) } : null,
+  };
+}

@@ -1,0 +1,237 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readFile, readlink, readdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Header } from 'tar';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { captureLogger, publishSnapshot, snapshotId, tempDataDir, type TempData } from '../../test/http/fixture.js';
+import { refuseReason, unpackBootloaders } from './bootloaders.js';
+import type { ManifestBootloader } from './manifest.js';
+
+let t: TempData;
+beforeEach(async () => {
+  t = await tempDataDir('mm-boot-');
+});
+afterEach(async () => {
+  await t.cleanup();
+});
+
+/** An archive made by the system tar, as upstream's are. */
+async function systemTarXz(files: Record<string, string>, links: Record<string, string> = {}): Promise<Buffer> {
+  const src = join(t.dataDir, 'src-' + Math.random().toString(36).slice(2));
+  await mkdir(src, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(join(src, name, '..'), { recursive: true });
+    await writeFile(join(src, name), content);
+  }
+  for (const [name, target] of Object.entries(links)) await symlink(target, join(src, name));
+  const out = `${src}.tar.xz`;
+  execFileSync('tar', ['-cJf', out, '-C', src, '.']);
+  return readFile(out);
+}
+
+interface RawEntry {
+  path: string;
+  type: 'File' | 'SymbolicLink' | 'Link' | 'Directory' | 'CharacterDevice';
+  body?: string;
+  linkpath?: string;
+}
+
+/** A hand-made tar (headers written one by one, nothing sanitised), xz-compressed by the system xz. */
+function craftedTarXz(entries: RawEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const body = Buffer.from(e.body ?? '');
+    const h = new Header({
+      path: e.path,
+      type: e.type,
+      linkpath: e.linkpath,
+      size: e.type === 'File' ? body.length : 0,
+      mode: e.type === 'Directory' ? 0o755 : 0o644,
+      mtime: new Date('2025-01-01T00:00:00Z'),
+      uid: 0,
+      gid: 0,
+    });
+    const block = Buffer.alloc(512);
+    h.encode(block, 0);
+    blocks.push(block);
+    if (e.type === 'File' && body.length > 0) {
+      const padded = Buffer.alloc(Math.ceil(body.length / 512) * 512);
+      body.copy(padded);
+      blocks.push(padded);
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return execFileSync('xz', ['-c'], { input: Buffer.concat(blocks) });
+}
+
+function bootloader(type: string, arch: string, items: Record<string, string>, version = '20250101.0'): ManifestBootloader {
+  return { productId: `com.ubuntu.maas.stable:1:x:${type}:${arch}`, bootloaderType: type, arch, os: 'grub-efi-signed', version, items };
+}
+
+describe('refuseReason', () => {
+  it.each([
+    [{ path: 'bootx64.efi', type: 'File' }, undefined],
+    [{ path: './grub/x86_64-efi/normal.mod', type: 'File' }, undefined],
+    [{ path: 'pxelinux.0', type: 'SymbolicLink', linkpath: 'lpxelinux.0' }, undefined],
+    [{ path: 'a/b', type: 'SymbolicLink', linkpath: '../c' }, undefined],
+    [{ path: 'b', type: 'Link', linkpath: 'a' }, undefined],
+    [{ path: '/etc/cron.d/x', type: 'File' }, 'absolute path'],
+    [{ path: 'C:\\evil', type: 'File' }, 'absolute path'],
+    [{ path: '../evil', type: 'File' }, 'path contains ".."'],
+    [{ path: 'a\\..\\..\\evil', type: 'File' }, 'path contains ".."'],
+    [{ path: 'x', type: 'SymbolicLink', linkpath: '/etc/passwd' }, 'symbolic link to an absolute path'],
+    [{ path: 'x', type: 'SymbolicLink', linkpath: '../../secret' }, 'link points outside its folder (../../secret)'],
+    [{ path: 'a/x', type: 'SymbolicLink', linkpath: '../../secret' }, 'link points outside its folder (../../secret)'],
+    [{ path: 'x', type: 'Link', linkpath: '/etc/shadow' }, 'hard link to an absolute path'],
+    [{ path: 'x', type: 'Link', linkpath: 'a/../../y' }, 'link points outside its folder (a/../../y)'],
+    [{ path: 'dev', type: 'CharacterDevice' }, 'entry type CharacterDevice is not unpacked'],
+  ])('%j → %s', (entry, want) => {
+    expect(refuseReason(entry)).toBe(want);
+  });
+});
+
+describe('unpackBootloaders', () => {
+  it('unpacks the newest archives per type/arch, switches the symlink, and is idempotent', async () => {
+    const shim = await systemTarXz({ 'bootx64.efi': 'SHIM' });
+    const grub = await systemTarXz({ 'grubx64.efi': 'GRUB', 'grub/x86_64-efi/normal.mod': 'MOD' });
+    const syslinux = await systemTarXz({ 'lpxelinux.0': 'LPXE', 'ldlinux.c32': 'LDLINUX', 'menu.c32': 'MENU' }, { 'pxelinux.0': 'lpxelinux.0' });
+    const id = snapshotId(1);
+    const manifest = await publishSnapshot(t.layout, {
+      id,
+      items: {
+        'bootloaders/uefi/amd64/20250101.0/shim-signed.tar.xz': { content: shim, ftype: 'archive.tar.xz' },
+        'bootloaders/uefi/amd64/20250101.0/grub2-signed.tar.xz': { content: grub, ftype: 'archive.tar.xz' },
+        'bootloaders/pxe/amd64/20250101.0/syslinux.tar.xz': { content: syslinux, ftype: 'archive.tar.xz' },
+      },
+      bootloaders: [
+        bootloader('uefi', 'amd64', {
+          'shim-signed': 'bootloaders/uefi/amd64/20250101.0/shim-signed.tar.xz',
+          'grub2-signed': 'bootloaders/uefi/amd64/20250101.0/grub2-signed.tar.xz',
+        }),
+        bootloader('pxe', 'amd64', { syslinux: 'bootloaders/pxe/amd64/20250101.0/syslinux.tar.xz' }),
+      ],
+    });
+    const { logger } = captureLogger();
+    const r = await unpackBootloaders(t.layout, manifest, logger);
+    expect(r.reused).toBe(false);
+    expect(r.refused).toEqual([]);
+    expect(r.folders.map((f) => `${f.bootloaderType}/${f.arch}`)).toEqual(['uefi/amd64', 'pxe/amd64']);
+    expect(await readlink(t.layout.bootloaders)).toBe(join('bootloaders.d', id));
+    const b = t.layout.bootloaders;
+    expect(await readFile(join(b, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('SHIM');
+    expect(await readFile(join(b, 'uefi/amd64/grubx64.efi'), 'utf8')).toBe('GRUB');
+    expect(await readFile(join(b, 'uefi/amd64/grub/x86_64-efi/normal.mod'), 'utf8')).toBe('MOD');
+    expect(await readFile(join(b, 'pxe/amd64/pxelinux.0'), 'utf8')).toBe('LPXE');
+    expect((await lstat(join(b, 'pxe/amd64/pxelinux.0'))).isSymbolicLink()).toBe(true);
+
+    const again = await unpackBootloaders(t.layout, manifest, logger);
+    expect(again.reused).toBe(true);
+    expect(await readFile(join(b, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('SHIM');
+    expect(await readdir(t.layout.bootloadersStore)).toEqual([id]);
+
+    // The next publish switches to a new folder and drops the old one.
+    const shim2 = await systemTarXz({ 'bootx64.efi': 'SHIM2' });
+    const id2 = snapshotId(2);
+    const m2 = await publishSnapshot(t.layout, {
+      id: id2,
+      items: { 'bootloaders/uefi/amd64/20250201.0/shim-signed.tar.xz': shim2 },
+      bootloaders: [bootloader('uefi', 'amd64', { 'shim-signed': 'bootloaders/uefi/amd64/20250201.0/shim-signed.tar.xz' }, '20250201.0')],
+    });
+    const r2 = await unpackBootloaders(t.layout, m2, logger);
+    expect(r2.removed).toEqual([id]);
+    expect(await readFile(join(b, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('SHIM2');
+    expect(existsSync(join(b, 'pxe'))).toBe(false);
+    expect(await readdir(t.layout.bootloadersStore)).toEqual([id2]);
+  });
+
+  it('refuses and logs hostile entries, unpacking the rest', async () => {
+    const evil = craftedTarXz([
+      { path: 'good.efi', type: 'File', body: 'GOOD' },
+      { path: '/tmp/mm-abs-escape', type: 'File', body: 'ABS' },
+      { path: '../../../escape-dotdot', type: 'File', body: 'DOTDOT' },
+      { path: 'sub/../../escape-mid', type: 'File', body: 'MID' },
+      { path: 'to-passwd', type: 'SymbolicLink', linkpath: '/etc/passwd' },
+      { path: 'to-up', type: 'SymbolicLink', linkpath: '../../../..' },
+      { path: 'hard-out', type: 'Link', linkpath: '../../../../etc/hostname' },
+      { path: 'hard-abs', type: 'Link', linkpath: '/etc/hostname' },
+      { path: 'dev-null', type: 'CharacterDevice' },
+      { path: 'ok-link', type: 'SymbolicLink', linkpath: 'good.efi' },
+      { path: 'ok-hard', type: 'Link', linkpath: 'good.efi' },
+    ]);
+    // Made with GNU tar too: -P keeps the absolute name, --transform adds "..".
+    const src = join(t.dataDir, 'gnu');
+    await mkdir(src);
+    await writeFile(join(src, 'fine.c32'), 'FINE');
+    await writeFile(join(src, 'up.c32'), 'UP');
+    const gnu = join(t.dataDir, 'gnu.tar.xz');
+    execFileSync('tar', ['-cJf', gnu, '-P', '--transform', 's,.*/up\\.c32$,../../gnu-escape.c32,', join(src, 'up.c32'), '-C', src, 'fine.c32']);
+    const gnuAbs = join(t.dataDir, 'gnu-abs.tar.xz');
+    execFileSync('tar', ['-cJf', gnuAbs, '-P', join(src, 'fine.c32')]);
+
+    const id = snapshotId(3);
+    const manifest = await publishSnapshot(t.layout, {
+      id,
+      items: {
+        'bootloaders/uefi/amd64/1/evil.tar.xz': evil,
+        'bootloaders/pxe/amd64/1/gnu.tar.xz': await readFile(gnu),
+        'bootloaders/pxe/amd64/1/gnu-abs.tar.xz': await readFile(gnuAbs),
+      },
+      bootloaders: [
+        bootloader('uefi', 'amd64', { evil: 'bootloaders/uefi/amd64/1/evil.tar.xz' }),
+        bootloader('pxe', 'amd64', { gnu: 'bootloaders/pxe/amd64/1/gnu.tar.xz', abs: 'bootloaders/pxe/amd64/1/gnu-abs.tar.xz' }),
+      ],
+    });
+    const { logger, lines } = captureLogger();
+    const r = await unpackBootloaders(t.layout, manifest, logger);
+    const refused = r.refused.map((x) => x.entry).sort();
+    expect(refused).toEqual(
+      [
+        '/tmp/mm-abs-escape',
+        '../../../escape-dotdot',
+        'sub/../../escape-mid',
+        'to-passwd',
+        'to-up',
+        'hard-out',
+        'hard-abs',
+        'dev-null',
+        '../../gnu-escape.c32',
+        join(src, 'fine.c32'),
+      ].sort(),
+    );
+    const warnings = lines.filter((l) => l.level === 'warn' && l.msg === 'refused a bootloader archive entry');
+    expect(warnings).toHaveLength(refused.length);
+    expect(warnings.find((w) => w.entry === 'to-passwd')).toMatchObject({ archive: 'bootloaders/uefi/amd64/1/evil.tar.xz' });
+
+    const dir = join(t.layout.bootloaders, 'uefi/amd64');
+    expect((await readdir(dir)).sort()).toEqual(['good.efi', 'ok-hard', 'ok-link']);
+    expect(await readFile(join(dir, 'ok-link'), 'utf8')).toBe('GOOD');
+    expect(await readFile(join(dir, 'ok-hard'), 'utf8')).toBe('GOOD');
+    expect((await readdir(join(t.layout.bootloaders, 'pxe/amd64'))).sort()).toEqual(['fine.c32']);
+    for (const p of ['/tmp/mm-abs-escape', join(t.dataDir, 'escape-dotdot'), join(t.layout.bootloadersStore, 'escape-dotdot'), join(t.dataDir, 'gnu-escape.c32')]) {
+      expect(existsSync(p), p).toBe(false);
+    }
+  });
+
+  it('fails on a damaged archive and keeps the previous bootloaders', async () => {
+    const good = await systemTarXz({ 'bootx64.efi': 'OLD' });
+    const id = snapshotId(4);
+    const m1 = await publishSnapshot(t.layout, {
+      id,
+      items: { 'bootloaders/uefi/amd64/1/shim.tar.xz': good },
+      bootloaders: [bootloader('uefi', 'amd64', { shim: 'bootloaders/uefi/amd64/1/shim.tar.xz' })],
+    });
+    const { logger } = captureLogger();
+    await unpackBootloaders(t.layout, m1, logger);
+    const broken = Buffer.from(good);
+    broken.fill(7, 40, 80);
+    const m2 = await publishSnapshot(t.layout, {
+      id: snapshotId(5),
+      items: { 'bootloaders/uefi/amd64/2/shim.tar.xz': broken },
+      bootloaders: [bootloader('uefi', 'amd64', { shim: 'bootloaders/uefi/amd64/2/shim.tar.xz' })],
+    });
+    await expect(unpackBootloaders(t.layout, m2, logger)).rejects.toMatchObject({ code: 'MM_METADATA_INVALID' });
+    expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('OLD');
+    expect(await readdir(t.layout.bootloadersStore)).toEqual([id]);
+  });
+});

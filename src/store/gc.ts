@@ -1,0 +1,86 @@
+import { readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobStore } from './blobs.js';
+import type { Layout } from './layout.js';
+import { currentSnapshotId, keptManifests, pruneSnapshots } from './snapshots.js';
+
+export interface GcOptions {
+  layout: Layout;
+  store: BlobStore;
+  keepSnapshots: number;
+  /** Partial downloads younger than this are kept: a sync may resume them. */
+  partialProtectionMs: number;
+  dryRun?: boolean;
+  now?: number;
+}
+
+export interface GcReport {
+  readonly dryRun: boolean;
+  readonly snapshotsRemoved: string[];
+  readonly blobsRemoved: number;
+  readonly bytesFreed: number;
+  readonly partialsRemoved: number;
+  readonly partialBytesFreed: number;
+}
+
+/**
+ * Keeps the newest snapshots, then deletes every blob no kept snapshot
+ * lists, stale partial files and leftovers of interrupted publishes. Runs
+ * under the dataDir lock, so no sync is adding blobs meanwhile.
+ */
+export async function collectGarbage(opts: GcOptions): Promise<GcReport> {
+  const { layout, store } = opts;
+  const now = opts.now ?? Date.now();
+  const dry = opts.dryRun ?? false;
+  let snapshotsRemoved: string[] = [];
+  const manifests = await keptManifests(layout);
+  let kept = manifests;
+  if (dry) {
+    const ids = manifests.map((m) => m.id).sort();
+    const doomed = new Set(ids.slice(0, Math.max(0, ids.length - opts.keepSnapshots)));
+    const cur = await currentSnapshotId(layout);
+    if (cur) doomed.delete(cur);
+    snapshotsRemoved = [...doomed];
+    kept = manifests.filter((m) => !doomed.has(m.id));
+  } else {
+    snapshotsRemoved = await pruneSnapshots(layout, opts.keepSnapshots);
+    kept = manifests.filter((m) => !snapshotsRemoved.includes(m.id));
+    await removeLeftovers(layout);
+  }
+  const referenced = new Set<string>();
+  for (const m of kept) for (const f of Object.values(m.files)) referenced.add(f.sha256);
+
+  let blobsRemoved = 0;
+  let bytesFreed = 0;
+  for await (const b of store.list()) {
+    if (referenced.has(b.sha256)) continue;
+    blobsRemoved++;
+    bytesFreed += b.size;
+    if (!dry) await store.remove(b.sha256);
+  }
+
+  let partialsRemoved = 0;
+  let partialBytesFreed = 0;
+  const partials = await readdir(layout.partialDir).catch(() => [] as string[]);
+  for (const name of partials) {
+    const file = join(layout.partialDir, name);
+    const st = await stat(file).catch(() => undefined);
+    if (!st?.isFile() || now - st.mtimeMs < opts.partialProtectionMs) continue;
+    partialsRemoved++;
+    partialBytesFreed += st.size;
+    if (!dry) await unlink(file).catch(() => undefined);
+  }
+  return { dryRun: dry, snapshotsRemoved, blobsRemoved, bytesFreed, partialsRemoved, partialBytesFreed };
+}
+
+/** Half-built snapshots and temp files left by a crash. */
+async function removeLeftovers(layout: Layout): Promise<void> {
+  const names = await readdir(layout.snapshotsDir).catch(() => [] as string[]);
+  for (const n of names) {
+    if (n.startsWith('.building-')) await rm(join(layout.snapshotsDir, n), { recursive: true, force: true });
+  }
+  const manifests = await readdir(layout.manifestsDir).catch(() => [] as string[]);
+  for (const n of manifests) {
+    if (n.includes('.tmp-')) await unlink(join(layout.manifestsDir, n)).catch(() => undefined);
+  }
+}

@@ -1,0 +1,562 @@
+import { constants, type Stats } from 'node:fs';
+import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { basename, join, sep } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { errnoOf, MirrorError, NotFoundError, UnsafePathError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Layout } from './layout.js';
+import { readManifest, type ManifestFile, type SnapshotManifest } from './manifest.js';
+
+/**
+ * The one map from a request path (HTTP or TFTP) to a file of the current
+ * snapshot or of the unpacked bootloaders. Both servers go through it, so a
+ * path that is safe, a hash prefix or a bootloader name means the same
+ * thing whichever protocol asked.
+ */
+
+// ---------------------------------------------------------------------------
+// Errors. TODO(errors.ts owner): move these into src/errors.ts; they live here
+// only because this change may not touch that file.
+
+export class AmbiguousHashError extends MirrorError {
+  readonly code = 'MM_HASH_AMBIGUOUS';
+  constructor(
+    readonly prefix: string,
+    readonly candidates: readonly string[],
+  ) {
+    super(
+      `hash prefix ${prefix} matches more than one file of the current snapshot (${candidates.join(', ')}); ` +
+        `ask again with more hex digits of the sha256 you mean`,
+    );
+  }
+  override toJSON() {
+    return { ...super.toJSON(), prefix: this.prefix, candidates: this.candidates };
+  }
+}
+
+export class NotHeldError extends MirrorError {
+  readonly code = 'MM_NOT_HELD';
+  constructor(readonly file: ManifestFile & { readonly path: string }) {
+    super(
+      `${file.path} is listed by the current snapshot but not yet held; pull-through not available ` +
+        `(on-demand source "${file.source}"): sync that source without onDemand, or retry once it is held`,
+    );
+  }
+}
+
+export class NoSnapshotError extends MirrorError {
+  readonly code = 'MM_NO_SNAPSHOT';
+  constructor(what = 'snapshot') {
+    super(`no ${what} has been published yet; run "maas-mirror sync" and try again`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Path safety: pure, no I/O.
+
+export const MAX_PATH_LENGTH = 1024;
+export const MAX_SEGMENT_LENGTH = 255;
+
+/**
+ * A request path as it came (percent-encoded when `decode`) → a clean relative
+ * path of plain segments joined by "/", or undefined when it is not safe.
+ *
+ * Stricter than normalising: any ".." segment is refused even when it would
+ * stay inside, so no spelling can climb out. "\" is a separator (UEFI and
+ * Windows clients send it), empty and "." segments are dropped, control bytes
+ * and NUL are refused, and a "%" left after the one decoding is refused so a
+ * double-encoded ".." can never reach a later decoder.
+ */
+export function safeRelativePath(raw: string, options: { decode?: boolean } = {}): string | undefined {
+  if (raw.length > MAX_PATH_LENGTH * 3) return undefined;
+  let p = raw;
+  if (options.decode) {
+    try {
+      p = decodeURIComponent(p);
+    } catch {
+      return undefined;
+    }
+  }
+  if (p.length > MAX_PATH_LENGTH) return undefined;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f%]/.test(p)) return undefined;
+  const out: string[] = [];
+  for (const seg of p.split(/[/\\]/)) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..' || seg.length > MAX_SEGMENT_LENGTH) return undefined;
+    out.push(seg);
+  }
+  return out.join('/');
+}
+
+// ---------------------------------------------------------------------------
+// The bootloader table, written from MAAS's boot methods
+// (provisioningserver/boot/{pxe,uefi_amd64,uefi_arm64,open_firmware_ppc64el,powernv}.py
+// and maascommon/bootmethods.py): which files a method puts at the TFTP/HTTP
+// root, and from which unpacked bootloaders/<type>/<arch>/ folder.
+
+export interface BootMethodRow {
+  /** MAAS boot method names this row stands for. */
+  readonly methods: readonly string[];
+  /** The `bootloader-type` of the bootloader product, i.e. the folder. */
+  readonly bootloaderType: string;
+  /** Folders to look in, first found wins. */
+  readonly arches: readonly string[];
+  /** Names served at the root. */
+  readonly files: readonly string[];
+}
+
+export const BOOT_METHODS: readonly BootMethodRow[] = [
+  {
+    methods: ['pxe'],
+    bootloaderType: 'pxe',
+    // MAAS lists i386 and amd64; the amd64 product is the one still updated.
+    arches: ['amd64', 'i386'],
+    files: ['lpxelinux.0', 'chain.c32', 'ifcpu64.c32', 'ldlinux.c32', 'libcom32.c32', 'libutil.c32'],
+  },
+  {
+    methods: ['uefi_amd64_tftp', 'uefi_amd64_http', 'uefi_ebc_tftp'],
+    bootloaderType: 'uefi',
+    arches: ['amd64'],
+    files: ['bootx64.efi', 'grubx64.efi'],
+  },
+  {
+    methods: ['uefi_arm64_tftp', 'uefi_arm64_http'],
+    bootloaderType: 'uefi',
+    arches: ['arm64'],
+    files: ['bootaa64.efi', 'grubaa64.efi'],
+  },
+  {
+    methods: ['open-firmware_ppc64el'],
+    bootloaderType: 'open-firmware',
+    arches: ['ppc64el', 'ppc64'],
+    files: ['bootppc64.bin'],
+  },
+];
+
+/** MAAS links pxelinux.0 to lpxelinux.0 for external DHCP servers that still name the old file. */
+export const BOOT_ALIASES: Readonly<Record<string, string>> = { 'pxelinux.0': 'lpxelinux.0' };
+
+/** The syslinux modules beyond MAAS's list: MAAS exposes the whole pxe folder for custom configs. */
+const SYSLINUX_MODULE_RE = /^[a-z0-9_+-]{1,64}\.c32$/;
+
+export interface BootloaderCandidate {
+  readonly bootloaderType: string;
+  readonly arch: string;
+  readonly file: string;
+}
+
+const bareNames = new Map<string, BootMethodRow>();
+for (const row of BOOT_METHODS) for (const f of row.files) bareNames.set(f, row);
+const pxeRow = BOOT_METHODS.find((r) => r.bootloaderType === 'pxe')!;
+
+/** Where a bare bootloader name can come from, in preference order; [] if it is not one. */
+export function bootloaderCandidates(name: string): BootloaderCandidate[] {
+  const lower = name.toLowerCase();
+  const file = BOOT_ALIASES[lower] ?? lower;
+  const row = bareNames.get(file) ?? (SYSLINUX_MODULE_RE.test(file) ? pxeRow : undefined);
+  if (!row) return [];
+  return row.arches.map((arch) => ({ bootloaderType: row.bootloaderType, arch, file }));
+}
+
+// ---------------------------------------------------------------------------
+// Classification of a safe path: pure.
+
+const SEGMENT_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+const HASH_RE = /^(?:MAAS\/boot-resources|images)\/([0-9a-fA-F]{7,64})(?:\/(.*))?$/;
+const BOOTLOADER_RE = /^bootloaders\/([^/]+)\/([^/]+)\/(.+)$/;
+const BARE_RE = /^(?:images\/|syslinux\/)?([^/]+)$/;
+
+export type Route =
+  | { readonly kind: 'hash'; readonly prefix: string; readonly label: string }
+  | { readonly kind: 'bootloader'; readonly candidates: readonly BootloaderCandidate[] }
+  | { readonly kind: 'none' };
+
+/** What a safe relative path (output of safeRelativePath) asks for, outside the region tree. */
+export function classify(path: string): Route {
+  const h = HASH_RE.exec(path);
+  if (h) return { kind: 'hash', prefix: h[1]!.toLowerCase(), label: h[2] ?? '' };
+  const b = BOOTLOADER_RE.exec(path);
+  if (b) {
+    if (!SEGMENT_RE.test(b[1]!) || !SEGMENT_RE.test(b[2]!)) return { kind: 'none' };
+    return { kind: 'bootloader', candidates: [{ bootloaderType: b[1]!, arch: b[2]!, file: b[3]! }] };
+  }
+  const bare = BARE_RE.exec(path);
+  if (bare) {
+    const candidates = bootloaderCandidates(bare[1]!);
+    if (candidates.length > 0) return { kind: 'bootloader', candidates };
+  }
+  return { kind: 'none' };
+}
+
+// ---------------------------------------------------------------------------
+// Resolution against the disk.
+
+export type TargetKind = 'metadata' | 'item' | 'bootloader';
+
+/** A located file, not yet opened. Its bytes never change for a given cacheKey. */
+export interface Target {
+  readonly kind: TargetKind;
+  /** Snapshot id, or the id of the unpacked bootloaders. */
+  readonly rootId: string;
+  /** Real path of the tree the file must stay inside. */
+  readonly root: string;
+  /** Relative to root. */
+  readonly path: string;
+  /** Items: from the manifest. */
+  readonly sha256?: string;
+  readonly size?: number;
+  /** True when the URL always names these same bytes (an item path or a full hash). */
+  readonly immutable: boolean;
+  readonly cacheKey: string;
+}
+
+export interface OpenedFile {
+  readonly target: Target;
+  readonly handle: FileHandle;
+  readonly size: number;
+  readonly mtime: Date;
+  readonly stats: Stats;
+  close(): Promise<void>;
+}
+
+export type Located = { readonly ok: true; readonly target: Target } | { readonly ok: false; readonly error: MirrorError };
+
+interface SnapshotIndex {
+  readonly id: string;
+  readonly root: string;
+  readonly manifest: SnapshotManifest;
+  readonly byPath: ReadonlyMap<string, ManifestFile>;
+  /** Distinct sha256, sorted, each with one path that holds it (a held one when there is). */
+  readonly hashes: readonly string[];
+  readonly pathOf: ReadonlyMap<string, string>;
+}
+
+export interface NamespaceOptions {
+  readonly layout: Layout;
+  readonly logger?: Logger;
+  /** Hash-prefix answers kept per snapshot. */
+  readonly prefixCacheSize?: number;
+  /**
+   * How long a readlink of `current`/`bootloaders` is trusted (default 1 s).
+   * A thread-pool readlink per request costs more than the rest of a cached
+   * metadata answer; invalidate() makes a publish visible at once.
+   */
+  readonly linkTtlMs?: number;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const MAX_CANDIDATES = 32;
+
+export class Namespace {
+  private readonly layout: Layout;
+  private readonly logger: Logger | undefined;
+  private readonly indexes = new LRUCache<string, Promise<SnapshotIndex>>({ max: 4 });
+  private readonly prefixes: LRUCache<string, Located>;
+  private readonly bootRoots = new LRUCache<string, Promise<string>>({ max: 4 });
+  private readonly bootNames: LRUCache<string, Located>;
+  private readonly linkTtlMs: number;
+  private readonly links = new Map<string, { readonly id: Promise<string | undefined>; readonly until: number }>();
+
+  constructor(options: NamespaceOptions) {
+    this.layout = options.layout;
+    this.logger = options.logger;
+    this.prefixes = new LRUCache({ max: options.prefixCacheSize ?? 10_000 });
+    this.bootNames = new LRUCache({ max: 1_000 });
+    this.linkTtlMs = options.linkTtlMs ?? 1_000;
+  }
+
+  /** Drops every cached index and answer; call after a publish (reads also notice `current` changing on their own). */
+  invalidate(): void {
+    this.indexes.clear();
+    this.prefixes.clear();
+    this.bootRoots.clear();
+    this.bootNames.clear();
+    this.links.clear();
+  }
+
+  /** The snapshot `current` points at (read at most once per linkTtlMs unless fresh). */
+  currentId(options: { fresh?: boolean } = {}): Promise<string | undefined> {
+    return this.linkId(this.layout.current, options.fresh);
+  }
+
+  /** The unpacked bootloaders `bootloaders` points at. */
+  bootloadersId(options: { fresh?: boolean } = {}): Promise<string | undefined> {
+    return this.linkId(this.layout.bootloaders, options.fresh);
+  }
+
+  private linkId(link: string, fresh = false): Promise<string | undefined> {
+    const now = Date.now();
+    const known = this.links.get(link);
+    if (known && !fresh && now < known.until) return known.id;
+    const id = this.readId(link);
+    this.links.set(link, { id, until: now + this.linkTtlMs });
+    id.catch(() => this.links.delete(link));
+    return id;
+  }
+
+  /** The manifest of the current snapshot, or undefined before the first publish. */
+  async currentManifest(): Promise<SnapshotManifest | undefined> {
+    const id = await this.currentId();
+    return id === undefined ? undefined : (await this.index(id)).manifest;
+  }
+
+  /** A path relative to the region tree root (already decoded, or raw with decode). */
+  async locateTree(path: string, options: { decode?: boolean } = {}): Promise<Located> {
+    const safe = safeRelativePath(path, options);
+    if (safe === undefined) return unsafe(path);
+    const id = await this.currentId();
+    if (id === undefined) return { ok: false, error: new NoSnapshotError() };
+    const index = await this.index(id);
+    const file = index.byPath.get(safe);
+    if (file && !file.held) return { ok: false, error: new NotHeldError({ ...file, path: safe }) };
+    return {
+      ok: true,
+      target: {
+        kind: file ? 'item' : 'metadata',
+        rootId: id,
+        root: index.root,
+        path: safe,
+        sha256: file?.sha256,
+        size: file?.size,
+        immutable: file !== undefined,
+        cacheKey: `s:${id}:${safe}`,
+      },
+    };
+  }
+
+  /** A rack-facing path: hash prefix, bootloader folder or bare bootloader name. */
+  async locate(path: string, options: { decode?: boolean } = {}): Promise<Located> {
+    const safe = safeRelativePath(path, options);
+    if (safe === undefined) return unsafe(path);
+    const route = classify(safe);
+    switch (route.kind) {
+      case 'hash':
+        return this.locateHash(route.prefix);
+      case 'bootloader':
+        return this.locateBootloader(route.candidates, safe);
+      default:
+        return { ok: false, error: new NotFoundError(`nothing is served at /${safe}`) };
+    }
+  }
+
+  /** Selects among the files the current snapshot lists by the first 7 to 64 hex digits of their sha256. */
+  async locateHash(prefix: string): Promise<Located> {
+    const id = await this.currentId();
+    if (id === undefined) return { ok: false, error: new NoSnapshotError() };
+    const key = `${id}:${prefix}`;
+    const hit = this.prefixes.get(key);
+    if (hit) return hit;
+    const index = await this.index(id);
+    const found = matchPrefix(index.hashes, prefix);
+    let answer: Located;
+    if (found.length === 0) {
+      answer = { ok: false, error: new NotFoundError(`no file of snapshot ${id} has a sha256 starting with ${prefix}`) };
+    } else if (found.length > 1) {
+      answer = { ok: false, error: new AmbiguousHashError(prefix, found) };
+    } else {
+      const sha256 = found[0]!;
+      const path = index.pathOf.get(sha256)!;
+      const file = index.byPath.get(path)!;
+      answer = file.held
+        ? {
+            ok: true,
+            target: {
+              kind: 'item',
+              rootId: id,
+              root: index.root,
+              path,
+              sha256,
+              size: file.size,
+              immutable: prefix.length === 64,
+              cacheKey: `s:${id}:${path}`,
+            },
+          }
+        : { ok: false, error: new NotHeldError({ ...file, path }) };
+    }
+    this.prefixes.set(key, answer);
+    return answer;
+  }
+
+  private async locateBootloader(candidates: readonly BootloaderCandidate[], asked: string): Promise<Located> {
+    const id = await this.bootloadersId();
+    if (id === undefined) return { ok: false, error: new NoSnapshotError('set of bootloaders') };
+    const key = `${id}:${asked}`;
+    const hit = this.bootNames.get(key);
+    if (hit) return hit;
+    const root = await this.bootRoot(id);
+    let answer: Located = {
+      ok: false,
+      error: new NotFoundError(
+        `no bootloader ${asked}: the current bootloaders (${id}) have no ${candidates.map((c) => `${c.bootloaderType}/${c.arch}/${c.file}`).join(' or ')}`,
+      ),
+    };
+    for (const c of candidates) {
+      const path = `${c.bootloaderType}/${c.arch}/${c.file}`;
+      const target: Target = { kind: 'bootloader', rootId: id, root, path, immutable: false, cacheKey: `b:${id}:${path}` };
+      if (await isFileInside(root, path)) {
+        answer = { ok: true, target };
+        break;
+      }
+    }
+    this.bootNames.set(key, answer);
+    return answer;
+  }
+
+  /**
+   * Opens a located file. The open handle keeps its inode, so a download that
+   * began before `current` switched ends with the bytes it began with.
+   * Throws NotFoundError for a missing file, a directory, or anything whose
+   * real path leaves its tree.
+   */
+  async open(target: Target): Promise<OpenedFile> {
+    const full = join(target.root, target.path);
+    let real: string;
+    try {
+      real = await realpath(full);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR' || errnoOf(err) === 'ELOOP') throw notFound(target);
+      throw err;
+    }
+    if (!real.startsWith(target.root + sep)) {
+      this.logger?.warn({ path: target.path, real, root: target.root }, 'refused a path that resolves outside its tree');
+      throw notFound(target);
+    }
+    let handle: FileHandle;
+    try {
+      // O_NONBLOCK: a FIFO must not hang a thread-pool thread in open().
+      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ELOOP') throw notFound(target);
+      throw err;
+    }
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw notFound(target);
+      let closed = false;
+      return {
+        target,
+        handle,
+        size: stats.size,
+        mtime: stats.mtime,
+        stats,
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          await handle.close();
+        },
+      };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /**
+   * locate + open in one step (what TFTP wants). A publish that switches
+   * `current` and prunes the old tree between the two is retried once.
+   */
+  async resolve(path: string, options: { decode?: boolean; tree?: boolean } = {}): Promise<OpenedFile> {
+    for (let attempt = 0; ; attempt++) {
+      const located = options.tree ? await this.locateTree(path, options) : await this.locate(path, options);
+      if (!located.ok) throw located.error;
+      try {
+        return await this.open(located.target);
+      } catch (err) {
+        if (attempt > 0 || !(err instanceof NotFoundError)) throw err;
+        const fresh = { fresh: true };
+        const now = located.target.kind === 'bootloader' ? await this.bootloadersId(fresh) : await this.currentId(fresh);
+        if (now === located.target.rootId) throw err;
+      }
+    }
+  }
+
+  private async readId(link: string): Promise<string | undefined> {
+    try {
+      const id = basename(await readlink(link));
+      return ID_RE.test(id) ? id : undefined;
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'EINVAL') return undefined;
+      throw err;
+    }
+  }
+
+  private index(id: string): Promise<SnapshotIndex> {
+    let p = this.indexes.get(id);
+    if (!p) {
+      p = this.buildIndex(id);
+      this.indexes.set(id, p);
+      p.catch(() => this.indexes.delete(id));
+    }
+    return p;
+  }
+
+  private async buildIndex(id: string): Promise<SnapshotIndex> {
+    let manifest: SnapshotManifest;
+    try {
+      manifest = await readManifest(this.layout, id);
+    } catch (err) {
+      throw new NotFoundError(
+        `snapshot ${id} is current but its manifest ${this.layout.manifest(id)} cannot be read (${(err as Error).message}); publish again`,
+        { cause: err },
+      );
+    }
+    const root = await realpath(this.layout.snapshot(id));
+    const byPath = new Map<string, ManifestFile>();
+    const pathOf = new Map<string, string>();
+    for (const [path, file] of Object.entries(manifest.files)) {
+      byPath.set(path, file);
+      const prior = pathOf.get(file.sha256);
+      const priorHeld = prior !== undefined && byPath.get(prior)!.held;
+      if (prior === undefined || (!priorHeld && file.held) || (priorHeld === file.held && path < prior)) {
+        pathOf.set(file.sha256, path);
+      }
+    }
+    const hashes = [...pathOf.keys()].sort();
+    this.logger?.debug({ snapshot: id, files: byPath.size, hashes: hashes.length }, 'indexed snapshot');
+    return { id, root, manifest, byPath, hashes, pathOf };
+  }
+
+  private bootRoot(id: string): Promise<string> {
+    let p = this.bootRoots.get(id);
+    if (!p) {
+      p = realpath(join(this.layout.bootloadersStore, id));
+      this.bootRoots.set(id, p);
+      p.catch(() => this.bootRoots.delete(id));
+    }
+    return p;
+  }
+}
+
+/** Full hashes that start with prefix, by binary search over the sorted list. */
+export function matchPrefix(sorted: readonly string[], prefix: string): string[] {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < prefix) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: string[] = [];
+  for (let i = lo; i < sorted.length && sorted[i]!.startsWith(prefix) && out.length < MAX_CANDIDATES; i++) {
+    out.push(sorted[i]!);
+  }
+  return out;
+}
+
+async function isFileInside(root: string, path: string): Promise<boolean> {
+  try {
+    const real = await realpath(join(root, path));
+    return real.startsWith(root + sep);
+  } catch {
+    return false;
+  }
+}
+
+function unsafe(path: string): Located {
+  return { ok: false, error: new UnsafePathError(path.slice(0, 200), 'a request') };
+}
+
+function notFound(target: Target): NotFoundError {
+  return new NotFoundError(`/${target.path} is not in ${target.kind === 'bootloader' ? 'the bootloaders' : 'snapshot'} ${target.rootId}`);
+}

@@ -1,0 +1,67 @@
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { writeFileAtomic } from './fsutil.js';
+import type { Layout } from './layout.js';
+
+/** What we remember of one upstream document between syncs. */
+export interface DocumentState {
+  etag?: string;
+  lastModified?: string;
+  /** The `updated` date of the last accepted version (replay protection). */
+  updated?: string;
+  /** sha256 of the verified text kept in state/<source>/docs/. */
+  textSha256?: string;
+}
+
+export interface SourceState {
+  documents: Record<string, DocumentState>;
+}
+
+/**
+ * Per-source memory: conditional-request validators, accepted dates and the
+ * verified text of each document, so a 304 costs nothing but the request.
+ */
+export class StateStore {
+  constructor(
+    private readonly layout: Layout,
+    readonly source: string,
+  ) {}
+
+  private get dir(): string {
+    return join(this.layout.stateDir, this.source);
+  }
+
+  async load(): Promise<SourceState> {
+    try {
+      const s = JSON.parse(await readFile(this.layout.state(this.source), 'utf8')) as SourceState;
+      return { documents: s.documents ?? {} };
+    } catch {
+      return { documents: {} };
+    }
+  }
+
+  async save(state: SourceState): Promise<void> {
+    await mkdir(this.layout.stateDir, { recursive: true });
+    await writeFileAtomic(this.layout.state(this.source), JSON.stringify(state, null, 1) + '\n');
+    const keep = new Set(Object.values(state.documents).map((d) => `${d.textSha256}.txt`));
+    const names = await readdir(join(this.dir, 'docs')).catch(() => [] as string[]);
+    for (const n of names) if (!keep.has(n)) await unlink(join(this.dir, 'docs', n)).catch(() => undefined);
+  }
+
+  async readText(sha256: string): Promise<string | undefined> {
+    try {
+      const text = await readFile(join(this.dir, 'docs', `${sha256}.txt`), 'utf8');
+      return createHash('sha256').update(text).digest('hex') === sha256 ? text : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async writeText(text: string): Promise<string> {
+    const sha256 = createHash('sha256').update(text).digest('hex');
+    await mkdir(join(this.dir, 'docs'), { recursive: true });
+    await writeFileAtomic(join(this.dir, 'docs', `${sha256}.txt`), text);
+    return sha256;
+  }
+}

@@ -1,0 +1,388 @@
+import type { RemoteInfo, Socket, SocketType } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { silentLogger, type Logger } from '../log.js';
+import { TftpAccessError, TftpBindError, formatAddress } from './errors.js';
+import type { TftpClient, TftpFile, TftpOpen } from './files.js';
+import { cleanName } from './names.js';
+import { negotiate } from './options.js';
+import { ErrorCode, decodePacket, encodeError, type Request } from './packet.js';
+import { ReadTransfer, type TransferResult } from './transfer.js';
+import { createUdpSocket } from './udp.js';
+
+export interface TftpListen {
+  /** IPv4 or IPv6 literal; "[::1]" is accepted too. */
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+}
+
+export interface TftpServerOptions {
+  readonly listen: readonly TftpListen[];
+  readonly open: TftpOpen;
+  /** Default 8192, like MAAS. */
+  readonly maxBlksize?: number;
+  /** Default 64. */
+  readonly maxWindowsize?: number;
+  /** Retransmission timeout unless the client negotiates one; default 1000. */
+  readonly timeoutMs?: number;
+  /** Resends of one packet before giving up; default 5. */
+  readonly retries?: number;
+  /** Default 500. */
+  readonly maxTransfers?: number;
+  /** Default 16. */
+  readonly maxTransfersPerClient?: number;
+  readonly logger?: Logger;
+}
+
+export interface TransferEndEvent {
+  readonly result: TransferResult;
+  /** The cleaned name, or undefined when the request was refused before that. */
+  readonly file: string | undefined;
+  readonly client: TftpClient;
+  /** File bytes the client acknowledged. */
+  readonly bytes: number;
+  readonly durationMs: number;
+  readonly retransmits: number;
+}
+
+export interface TftpServerEvents {
+  transferEnd: [TransferEndEvent];
+}
+
+/** One admitted request, from RRQ until its end; counts against the limits the whole time. */
+interface Slot {
+  readonly client: TftpClient;
+  readonly started: number;
+  file: string | undefined;
+  transfer: ReadTransfer | undefined;
+  /** Set when stop() gave up on it while its file was still being opened. */
+  cancelled: boolean;
+  released: boolean;
+}
+
+const BUSY_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * A read-only TFTP server. Each transfer gets its own socket on a fresh port
+ * (its TID); the listening sockets only take requests. No exception escapes a
+ * socket handler: a packet can end at most its own transfer.
+ */
+export class TftpServer extends EventEmitter<TftpServerEvents> {
+  private readonly opts: Required<TftpServerOptions>;
+  private readonly sockets: { socket: Socket; host: string; type: SocketType }[] = [];
+  private readonly slots = new Set<Slot>();
+  private readonly perClient = new Map<string, number>();
+  private sent = 0;
+  private stopping = false;
+  private busyLogged = 0;
+  private busySuppressed = 0;
+
+  constructor(options: TftpServerOptions) {
+    super();
+    this.opts = {
+      listen: options.listen,
+      open: options.open,
+      maxBlksize: options.maxBlksize ?? 8192,
+      maxWindowsize: options.maxWindowsize ?? 64,
+      timeoutMs: options.timeoutMs ?? 1000,
+      retries: options.retries ?? 5,
+      maxTransfers: options.maxTransfers ?? 500,
+      maxTransfersPerClient: options.maxTransfersPerClient ?? 16,
+      logger: options.logger ?? silentLogger(),
+    };
+  }
+
+  /** Requests admitted and not yet finished, including those still opening their file. */
+  get activeTransfers(): number {
+    return this.slots.size;
+  }
+
+  /** DATA payload bytes sent since start, retransmissions included. */
+  get bytesSent(): number {
+    return this.sent;
+  }
+
+  /** Binds every listen address; on any failure none stays bound. */
+  async start(): Promise<TftpListen[]> {
+    if (this.sockets.length > 0) throw new Error('TFTP server already started');
+    const bound: TftpListen[] = [];
+    try {
+      for (const l of this.opts.listen) {
+        const host = unbracket(l.host);
+        const type: SocketType = host.includes(':') ? 'udp6' : 'udp4';
+        const socket = createUdpSocket(type);
+        this.sockets.push({ socket, host, type });
+        socket.on('message', (msg, rinfo) => this.onRequest(msg, rinfo, host, type, socket));
+        await bindSocket(socket, host, l.port).catch((err: unknown) => {
+          throw new TftpBindError(host, l.port, { cause: err });
+        });
+        // After bind, errors are from sending replies to vanished clients: not fatal.
+        socket.on('error', (err) => this.opts.logger.debug({ err }, 'TFTP listener socket error'));
+        // A boot storm sends hundreds of RRQs at once; a bigger buffer drops fewer of them.
+        try {
+          socket.setRecvBufferSize(1 << 20);
+        } catch {
+          // not allowed on this host: keep the default
+        }
+        bound.push({ host, port: socket.address().port });
+      }
+    } catch (err) {
+      for (const { socket } of this.sockets.splice(0)) closeQuietly(socket);
+      throw err;
+    }
+    this.opts.logger.info({ listen: bound.map((b) => formatAddress(b.host, b.port)) }, 'TFTP server listening');
+    return bound;
+  }
+
+  /**
+   * Stops taking requests, lets running transfers finish until the deadline,
+   * then aborts the rest (their clients get ERROR 0).
+   */
+  async stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.stopping = true;
+    for (const { socket } of this.sockets.splice(0)) closeQuietly(socket);
+    const deadline = Date.now() + (options.deadlineMs ?? 5000);
+    while (this.slots.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+    for (const slot of [...this.slots]) {
+      if (slot.transfer) {
+        slot.transfer.abort('server shutting down', 'shutdown');
+      } else {
+        slot.cancelled = true;
+        this.release(slot, 'shutdown', 0, 0);
+      }
+    }
+  }
+
+  private onRequest(msg: Buffer, rinfo: RemoteInfo, host: string, type: SocketType, socket: Socket): void {
+    try {
+      const packet = decodePacket(msg);
+      const client = { address: rinfo.address, port: rinfo.port };
+      const reply = (code: number, message: string) => sendQuietly(socket, encodeError(code, message), client);
+      switch (packet.op) {
+        case 'rrq':
+          this.onRead(packet, client, host, type, reply);
+          return;
+        case 'wrq':
+          reply(ErrorCode.accessViolation, 'this server is read-only');
+          this.opts.logger.info({ client: rinfo.address }, 'TFTP write request refused');
+          this.emitEnd('access_violation', undefined, client, performance.now());
+          return;
+        case 'unknown':
+          reply(ErrorCode.illegalOperation, 'illegal TFTP operation');
+          return;
+        case 'malformed':
+          // Too short to even have an opcode: not worth an answer.
+          if (msg.length < 2) return;
+          reply(ErrorCode.illegalOperation, `malformed packet: ${packet.reason}`);
+          return;
+        default:
+          // DATA, ACK, ERROR, OACK belong on a transfer port; here they are late strays.
+          return;
+      }
+    } catch (err) {
+      this.opts.logger.error({ err }, 'TFTP request handling failed');
+    }
+  }
+
+  private onRead(
+    packet: Request,
+    client: TftpClient,
+    host: string,
+    type: SocketType,
+    reply: (code: number, message: string) => void,
+  ): void {
+    const started = performance.now();
+    if (this.stopping) return;
+    const clean = cleanName(packet.filename);
+    if (!clean.ok) {
+      const access = clean.refusal === 'access_violation';
+      reply(access ? ErrorCode.accessViolation : ErrorCode.notFound, access ? 'access violation' : 'file not found');
+      this.opts.logger.info({ client: client.address, reason: clean.reason }, 'TFTP request refused');
+      this.emitEnd(clean.refusal, undefined, client, started);
+      return;
+    }
+    const name = clean.name;
+    if (packet.mode !== 'octet' && packet.mode !== 'netascii') {
+      reply(ErrorCode.illegalOperation, 'unsupported transfer mode; use octet');
+      this.emitEnd('bad_request', name, client, started);
+      return;
+    }
+    const fromClient = this.perClient.get(client.address) ?? 0;
+    if (this.slots.size >= this.opts.maxTransfers || fromClient >= this.opts.maxTransfersPerClient) {
+      reply(ErrorCode.undefined, 'server busy, try again later');
+      this.logBusy(client, fromClient);
+      this.emitEnd('busy', name, client, started);
+      return;
+    }
+    const slot: Slot = { client, started, file: name, transfer: undefined, cancelled: false, released: false };
+    this.slots.add(slot);
+    this.perClient.set(client.address, fromClient + 1);
+    this.serve(slot, packet, host, type, reply).catch((err: unknown) => {
+      this.opts.logger.error({ err }, 'TFTP request handling failed');
+      this.release(slot, 'error', 0, 0);
+    });
+  }
+
+  private async serve(
+    slot: Slot,
+    packet: Request,
+    host: string,
+    type: SocketType,
+    reply: (code: number, message: string) => void,
+  ): Promise<void> {
+    const name = slot.file ?? '';
+    let file: TftpFile | undefined;
+    try {
+      file = await this.opts.open(name, slot.client);
+    } catch (err) {
+      if (err instanceof TftpAccessError) {
+        reply(ErrorCode.accessViolation, 'access violation');
+        this.opts.logger.info({ client: slot.client.address, file: name, reason: err.message }, 'TFTP request refused');
+        this.release(slot, 'access_violation', 0, 0);
+      } else {
+        reply(ErrorCode.undefined, 'server error opening the file');
+        this.opts.logger.error({ err, file: name }, 'TFTP open failed');
+        this.release(slot, 'error', 0, 0);
+      }
+      return;
+    }
+    if (file === undefined) {
+      if (!slot.cancelled) reply(ErrorCode.notFound, 'file not found');
+      this.opts.logger.debug({ client: slot.client.address, file: name }, 'TFTP file not found');
+      this.release(slot, 'not_found', 0, 0);
+      return;
+    }
+    if (slot.cancelled) {
+      await file.close().catch(() => undefined);
+      return;
+    }
+
+    const netascii = packet.mode === 'netascii';
+    // netascii changes the length, so tsize cannot be promised without converting twice.
+    const n = negotiate(packet.options, netascii ? undefined : file.size, this.opts);
+    const socket = createUdpSocket(type);
+    try {
+      // Same address as the listener, so a client that checks the source address is satisfied.
+      await bindSocket(socket, host, 0);
+    } catch (err) {
+      closeQuietly(socket);
+      await file.close().catch(() => undefined);
+      reply(ErrorCode.undefined, 'server out of ports');
+      this.opts.logger.error({ err }, 'TFTP could not bind a transfer socket');
+      this.release(slot, 'error', 0, 0);
+      return;
+    }
+    if (slot.cancelled) {
+      closeQuietly(socket);
+      await file.close().catch(() => undefined);
+      return;
+    }
+    const logger = this.opts.logger.child({ client: formatAddress(slot.client.address, slot.client.port), file: name });
+    logger.debug({ options: Object.fromEntries(n.accepted), mode: packet.mode }, 'TFTP transfer started');
+    slot.transfer = new ReadTransfer({
+      socket,
+      peer: slot.client,
+      file,
+      netascii,
+      blksize: n.blksize,
+      windowsize: n.windowsize,
+      timeoutMs: n.timeoutMs ?? this.opts.timeoutMs,
+      retries: this.opts.retries,
+      accepted: n.accepted,
+      logger,
+      onSent: (bytes) => {
+        this.sent += bytes;
+      },
+      onEnd: ({ result, bytes, retransmits }) => {
+        if (result === 'ok') {
+          logger.info({ bytes, ms: Math.round(performance.now() - slot.started), retransmits }, 'TFTP transfer done');
+        }
+        this.release(slot, result, bytes, retransmits);
+      },
+    });
+    slot.transfer.start();
+  }
+
+  private release(slot: Slot, result: TransferResult, bytes: number, retransmits: number): void {
+    if (slot.released) return;
+    slot.released = true;
+    this.slots.delete(slot);
+    const left = (this.perClient.get(slot.client.address) ?? 1) - 1;
+    if (left > 0) this.perClient.set(slot.client.address, left);
+    else this.perClient.delete(slot.client.address);
+    this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits);
+  }
+
+  private emitEnd(
+    result: TransferResult,
+    file: string | undefined,
+    client: TftpClient,
+    started: number,
+    bytes = 0,
+    retransmits = 0,
+  ): void {
+    try {
+      this.emit('transferEnd', { result, file, client, bytes, durationMs: performance.now() - started, retransmits });
+    } catch (err) {
+      // A metrics listener that throws must not take a transfer down with it.
+      this.opts.logger.error({ err }, 'TFTP transferEnd listener threw');
+    }
+  }
+
+  /** A boot storm can hit the limits thousands of times a minute: one line per interval. */
+  private logBusy(client: TftpClient, fromClient: number): void {
+    const now = Date.now();
+    if (now - this.busyLogged < BUSY_LOG_INTERVAL_MS) {
+      this.busySuppressed++;
+      return;
+    }
+    this.opts.logger.warn(
+      {
+        client: client.address,
+        active: this.slots.size,
+        fromClient,
+        maxTransfers: this.opts.maxTransfers,
+        maxTransfersPerClient: this.opts.maxTransfersPerClient,
+        suppressed: this.busySuppressed,
+      },
+      'TFTP request refused: transfer limit reached; raise tftp.maxTransfers or tftp.maxTransfersPerClient if this is a normal load',
+    );
+    this.busyLogged = now;
+    this.busySuppressed = 0;
+  }
+}
+
+function bindSocket(socket: Socket, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once('error', onError);
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** A reply may race with stop() closing the socket; a lost reply is then fine, a throw is not. */
+function sendQuietly(socket: Socket, buf: Buffer, to: TftpClient): void {
+  try {
+    socket.send(buf, to.port, to.address);
+  } catch {
+    // socket closed
+  }
+}
+
+function closeQuietly(socket: Socket): void {
+  try {
+    socket.close();
+  } catch {
+    // not bound or already closed
+  }
+}
+
+function unbracket(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}

@@ -1,0 +1,239 @@
+import type { Socket, RemoteInfo } from 'node:dgram';
+import type { Logger } from '../log.js';
+import { BlockSource } from './blocks.js';
+import type { TftpClient, TftpFile } from './files.js';
+import { ErrorCode, Opcode, dataHeader, decodePacket, encodeError, encodeOack, type OptionList } from './packet.js';
+
+export type TransferResult =
+  | 'ok'
+  | 'aborted_by_client'
+  | 'timeout'
+  | 'not_found'
+  | 'access_violation'
+  | 'bad_request'
+  | 'busy'
+  | 'shutdown'
+  | 'error';
+
+export interface ReadTransferOptions {
+  /** Bound, unconnected, used by this transfer only; closed when it ends. */
+  readonly socket: Socket;
+  readonly peer: TftpClient;
+  /** Closed when the transfer ends. */
+  readonly file: TftpFile;
+  readonly netascii: boolean;
+  readonly blksize: number;
+  readonly windowsize: number;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  /** Options for the OACK; empty: no OACK, DATA 1 goes first. */
+  readonly accepted: OptionList;
+  readonly logger: Logger;
+  /** Payload bytes put on the wire, retransmissions included. */
+  readonly onSent: (bytes: number) => void;
+  readonly onEnd: (end: { result: TransferResult; bytes: number; retransmits: number }) => void;
+}
+
+type Phase = 'oack' | 'data' | 'loading' | 'done';
+
+/**
+ * One read transfer: RFC 1350 lock-step, or RFC 7440 windows, with block
+ * numbers that wrap at 65536. DATA is resent only when the timer fires, never
+ * because a duplicate ACK came in: answering duplicates is how the Sorcerer's
+ * Apprentice bug doubles every packet for the rest of a transfer.
+ */
+export class ReadTransfer {
+  private phase: Phase = 'data';
+  /** Highest block the client acknowledged (absolute, does not wrap). */
+  private acked = 0;
+  /** Highest block sent in the current window. */
+  private windowEnd = 0;
+  private tries = 0;
+  private retransmits = 0;
+  private readonly source: BlockSource;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly o: ReadTransferOptions) {
+    this.source = new BlockSource(o.file, o.blksize, o.netascii);
+    this.timer = setTimeout(() => this.onTimeout(), o.timeoutMs);
+    o.socket.on('message', (msg, rinfo) => {
+      try {
+        this.onMessage(msg, rinfo);
+      } catch (err) {
+        this.o.logger.error({ err }, 'TFTP transfer failed on a packet; aborting it');
+        this.fail(err);
+      }
+    });
+    // Send errors (ICMP unreachable, ENOBUFS) are recovered by retransmission or end in a timeout.
+    o.socket.on('error', (err) => this.o.logger.debug({ err }, 'TFTP transfer socket error'));
+  }
+
+  start(): void {
+    if (this.o.accepted.length > 0) {
+      this.phase = 'oack';
+      this.sendOack();
+    } else {
+      this.advance();
+    }
+  }
+
+  /** Ends the transfer now, telling the client why. */
+  abort(message: string, result: TransferResult): void {
+    this.finish(result, encodeError(ErrorCode.undefined, message));
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.phase === 'done') return;
+    if (rinfo.port !== this.o.peer.port || rinfo.address !== this.o.peer.address) {
+      // RFC 1350: tell the stray sender, keep the transfer. Never answer an ERROR with an ERROR.
+      if (msg.length >= 2 && msg.readUInt16BE(0) !== Opcode.ERROR) {
+        this.o.socket.send(encodeError(ErrorCode.unknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);
+      }
+      return;
+    }
+    // The hot path: one ACK per block or window, so skip the general decoder.
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
+      this.onAck(msg.readUInt16BE(2));
+      return;
+    }
+    const packet = decodePacket(msg);
+    switch (packet.op) {
+      case 'ack':
+        this.onAck(packet.block);
+        return;
+      case 'error':
+        this.onClientError(packet.code, packet.message);
+        return;
+      default:
+        // Garbage from the client's own port is dropped rather than ending a boot.
+        this.o.logger.debug({ op: packet.op }, 'TFTP transfer ignored an unexpected packet');
+    }
+  }
+
+  private onAck(wire: number): void {
+    if (this.phase === 'oack') {
+      if (wire === 0) {
+        this.phase = 'data';
+        this.advance();
+      }
+      return;
+    }
+    if (this.phase !== 'data') return;
+    const delta = (wire - this.acked) & 0xffff;
+    // delta 0 is a duplicate; beyond the window is stale (an older wrap): neither triggers a send.
+    if (delta === 0 || this.acked + delta > this.windowEnd) return;
+    this.acked += delta;
+    this.advance();
+  }
+
+  private onClientError(code: number, message: string): void {
+    // Firmware asking for tsize only aborts right after our OACK (code 8, or anything): routine.
+    const level = this.phase === 'oack' ? 'debug' : 'info';
+    this.o.logger[level]({ code, message, block: this.acked }, 'TFTP client aborted the transfer');
+    this.finish('aborted_by_client');
+  }
+
+  /**
+   * Sends the next window after an acknowledgement (partial ones included,
+   * RFC 7440). Synchronous while the blocks are in memory, which is nearly
+   * always: a promise per block is measurable in lock-step.
+   */
+  private advance(): void {
+    const first = this.acked + 1;
+    const lastBlock = this.source.lastBlock;
+    if (lastBlock !== undefined && first > lastBlock) {
+      this.finish('ok');
+      return;
+    }
+    const want = this.acked + this.o.windowsize;
+    if (this.source.has(first, want)) {
+      this.sendNext(want);
+      return;
+    }
+    this.phase = 'loading';
+    this.timer.refresh();
+    this.source
+      .load(first, want)
+      .then(() => {
+        if (this.phase !== 'loading') return;
+        this.phase = 'data';
+        this.sendNext(want);
+      })
+      .catch((err: unknown) => this.fail(err));
+  }
+
+  private sendNext(want: number): void {
+    this.windowEnd = Math.min(want, this.source.lastBlock ?? want);
+    this.tries = 0;
+    this.sendWindow();
+    this.timer.refresh();
+  }
+
+  private sendWindow(): void {
+    for (let b = this.acked + 1; b <= this.windowEnd; b++) {
+      const payload = this.source.block(b);
+      this.o.socket.send([dataHeader(b), payload], this.o.peer.port, this.o.peer.address);
+      this.o.onSent(payload.length);
+    }
+  }
+
+  private sendOack(): void {
+    this.send(encodeOack(this.o.accepted));
+  }
+
+  private onTimeout(): void {
+    if (this.phase === 'done') return;
+    this.tries++;
+    if (this.tries > this.o.retries && this.phase === 'loading') {
+      this.fail(new Error(`reading the file took more than ${this.o.retries + 1} timeouts`));
+      return;
+    }
+    if (this.tries > this.o.retries) {
+      this.o.logger.info({ block: this.acked, retries: this.o.retries }, 'TFTP client stopped answering; transfer abandoned');
+      this.abort('timed out waiting for the client', 'timeout');
+      return;
+    }
+    if (this.phase === 'oack') {
+      this.retransmits++;
+      this.sendOack();
+    } else if (this.phase === 'data') {
+      this.retransmits += this.windowEnd - this.acked;
+      this.sendWindow();
+    }
+    // While loading there is nothing to resend; counting the tick still bounds a hung read.
+    this.timer.refresh();
+  }
+
+  private fail(err: unknown): void {
+    if (this.phase === 'done') return;
+    this.o.logger.error({ err }, 'TFTP transfer failed');
+    this.abort('server error reading the file', 'error');
+  }
+
+  private send(buf: Buffer): void {
+    this.o.socket.send(buf, this.o.peer.port, this.o.peer.address);
+  }
+
+  /** @param lastWords an ERROR for the client, sent before the socket closes. */
+  private finish(result: TransferResult, lastWords?: Buffer): void {
+    if (this.phase === 'done') return;
+    this.phase = 'done';
+    clearTimeout(this.timer);
+    const close = () => {
+      try {
+        this.o.socket.close();
+      } catch {
+        // already closed
+      }
+    };
+    // close() right after send() would drop the datagram, so close once it is out.
+    try {
+      if (lastWords) this.o.socket.send(lastWords, this.o.peer.port, this.o.peer.address, close);
+      else close();
+    } catch {
+      close();
+    }
+    this.o.file.close().catch((err: unknown) => this.o.logger.warn({ err }, 'closing a served file failed'));
+    this.o.onEnd({ result, bytes: this.source.bytesThrough(this.acked), retransmits: this.retransmits });
+  }
+}

@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListenError, formatListen, startHttpServer } from '../../src/http/index.js';
+import { parseListen } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log.js';
+import { publishSnapshot, sampleTree, snapshotId, tempDataDir, type TempData } from './fixture.js';
+import { PREFIX } from './server.js';
+
+let t: TempData;
+const config = (listen: string[]) => ({ http: { prefix: PREFIX, listen: listen.map((l) => parseListen(l)!), publicUrl: undefined } });
+
+beforeAll(async () => {
+  t = await tempDataDir('mm-listen-');
+  const tree = sampleTree('l');
+  await publishSnapshot(t.layout, { id: snapshotId(1), metadata: tree.metadata, items: tree.items });
+});
+afterAll(async () => {
+  await t.cleanup();
+});
+
+describe('startHttpServer', () => {
+  it('listens on IPv6 [::1] and IPv4 at once, from config.http.listen', async () => {
+    const s = await startHttpServer({ config: config(['[::1]:0', '127.0.0.1:0']), layout: t.layout, logger: silentLogger() });
+    try {
+      expect(s.addresses.map((a) => a.host)).toEqual(['::1', '127.0.0.1']);
+      const v6 = await fetch(`http://${formatListen(s.addresses[0]!)}${PREFIX}streams/v1/index.json`);
+      expect(v6.status).toBe(200);
+      expect(await v6.text()).toBe(sampleTree('l').metadata['streams/v1/index.json']);
+      const v4 = await fetch(`http://${formatListen(s.addresses[1]!)}/keyring.gpg`);
+      expect(v4.status).toBe(404);
+    } finally {
+      await s.close();
+    }
+    expect(s.servers.every((x) => !x.listening)).toBe(true);
+  });
+
+  it('names the address it cannot bind and what to do', async () => {
+    const first = await startHttpServer({ config: config(['127.0.0.1:0']), layout: t.layout, logger: silentLogger() });
+    try {
+      const port = first.addresses[0]!.port;
+      const err = await startHttpServer({ config: config([`127.0.0.1:${port}`]), layout: t.layout, logger: silentLogger() }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ListenError);
+      expect((err as ListenError).message).toContain(`127.0.0.1:${port}: EADDRINUSE`);
+      expect((err as ListenError).code).toBe('MM_HTTP_LISTEN');
+    } finally {
+      await first.close();
+    }
+  });
+
+  it('close() waits for a running download, then cuts it after the grace time', async () => {
+    const s = await startHttpServer({ config: config(['127.0.0.1:0']), layout: t.layout, logger: silentLogger() });
+    const res = await fetch(`http://${formatListen(s.addresses[0]!)}${PREFIX}ubuntu/amd64/ga-24.04/noble/stable/20250701/boot-initrd`);
+    expect(res.status).toBe(200);
+    const started = Date.now();
+    await s.close(200);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await res.arrayBuffer().catch(() => undefined);
+  });
+});

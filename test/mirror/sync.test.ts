@@ -1,0 +1,235 @@
+import { readFile, readlink, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeEnv, makeKey, type Env } from '../helpers/env.js';
+import { itemPaths, readCurrent, sha256File, versionsOf } from '../helpers/tree.js';
+
+const NOBLE_AMD64 = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
+const JAMMY_AMD64 = 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04';
+const V3 = 'com.ubuntu.maas:stable:v3:download';
+
+let env: Env | undefined;
+afterEach(async () => {
+  await env?.close();
+  env = undefined;
+});
+
+async function blobCount(dataDir: string): Promise<number> {
+  let n = 0;
+  for (const shard of await readdir(join(dataDir, 'blobs/sha256')).catch(() => [])) {
+    n += (await readdir(join(dataDir, 'blobs/sha256', shard))).length;
+  }
+  return n;
+}
+
+describe('sync: a cold mirror of a signed upstream', () => {
+  it('fetches, verifies and publishes the newest version of every product', async () => {
+    env = await makeEnv();
+    const report = await env.sync();
+    expect(report.failures).toEqual([]);
+    expect(report.result).toBe('ok');
+    expect(report.published).toBe(true);
+
+    const tree = await readCurrent(env.dataDir);
+    const versions = versionsOf(tree);
+    expect(versions[NOBLE_AMD64]).toEqual(['20250709']);
+    expect(versions[JAMMY_AMD64]).toEqual(['20250718']);
+    expect(versions['com.ubuntu.maas.stable:1:pxelinux:pxe:i386']).toEqual(['20210203.0']);
+    expect(versions['com.ubuntu.maas.stable:centos-bases:8:amd64']).toEqual(['20211104_01']);
+
+    // Every listed item is in the tree, with the bytes its metadata promises.
+    const upstreamFiles = env.upstream.files();
+    for (const path of itemPaths(tree)) {
+      const expected = upstreamFiles.get(path)!;
+      expect(await sha256File(join(tree.root, path))).toBe(expected.sha256);
+    }
+    // Hard links to the store: one inode, no copy.
+    const anyItem = [...itemPaths(tree)][0]!;
+    const st = await stat(join(tree.root, anyItem));
+    expect(st.nlink).toBeGreaterThanOrEqual(2);
+    // Metadata in all three forms, for the index and every products file.
+    for (const base of ['streams/v1/index', `streams/v1/${V3}`]) {
+      for (const ext of ['.json', '.sjson', '.json.gpg']) expect(tree.files).toContain(base + ext);
+    }
+    expect(report.downloaded.files).toBe(await blobCount(env.dataDir));
+  });
+
+  it('writes index.sjson entries pointing at .sjson and index.json entries at .json', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const root = join(env.dataDir, 'current');
+    const plain = JSON.parse(await readFile(join(root, 'streams/v1/index.json'), 'utf8'));
+    const signed = await readFile(join(root, 'streams/v1/index.sjson'), 'utf8');
+    expect(signed.split('\n')[1]).toMatch(/^Hash: SHA(256|512)$/);
+    for (const e of Object.values(plain.index) as { path: string }[]) expect(e.path).toMatch(/\.json$/);
+    const body = signed.slice(signed.indexOf('\n\n') + 2, signed.indexOf('-----BEGIN PGP SIGNATURE-----'));
+    for (const e of Object.values(JSON.parse(body).index) as { path: string }[]) expect(e.path).toMatch(/\.sjson$/);
+  });
+});
+
+describe('sync: signatures', () => {
+  it('rejects a source whose index is signed by a key not in the keyring, naming key and keyring', async () => {
+    env = await makeEnv();
+    const other = await makeKey(env.dir, 'other');
+    const report = await env.sync({ config: env.config([{ keyring: other.keyring }]) });
+    expect(report.result).toBe('failed');
+    expect(report.published).toBe(false);
+    expect(report.failures[0]!.code).toBe('MM_SIGNATURE_INVALID');
+    expect(report.failures[0]!.message).toContain(env.key.privateKey.getKeyID().toHex().toUpperCase());
+    expect(report.failures[0]!.message).toContain(other.keyring);
+    expect(await blobCount(env.dataDir)).toBe(0);
+  });
+
+  it('rejects a tampered products file (bad signature) and publishes nothing from it', async () => {
+    env = await makeEnv();
+    const path = join(env.upstream.dir, `streams/v1/${V3}.sjson`);
+    const text = await readFile(path, 'utf8');
+    await writeFile(path, text.replace('"release": "noble"', '"release": "nobbl"'));
+    const report = await env.sync();
+    expect(report.failures.map((f) => f.code)).toContain('MM_SIGNATURE_INVALID');
+    expect(report.failures[0]!.message).toMatch(/does not verify/);
+    await expect(stat(join(env.dataDir, 'current'))).rejects.toThrow();
+  });
+
+  it('rejects an unsigned document where a signed one is expected', async () => {
+    env = await makeEnv();
+    await env.upstream.writeFile('streams/v1/index.sjson', await readFile(join(env.upstream.dir, 'streams/v1/index.json')));
+    const report = await env.sync();
+    expect(report.result).toBe('failed');
+    expect(report.failures[0]!.message).toMatch(/not an OpenPGP clear-signed document/);
+  });
+
+  it('reads an unsigned .json mirror only with verify: false', async () => {
+    env = await makeEnv();
+    const report = await env.sync({ config: env.config([{ verify: false }]) });
+    expect(report.result).toBe('ok');
+    expect(env.server.requests('streams/v1/index.json').length).toBe(1);
+    expect(env.server.requests(/\.sjson$/).length).toBe(0);
+  });
+
+  it('refuses an older, validly signed index replayed by the upstream', async () => {
+    env = await makeEnv({ date: new Date('2025-07-24T09:00:00Z') });
+    expect((await env.sync()).result).toBe('ok');
+    const first = await readlink(join(env.dataDir, 'current'));
+    await env.upstream.write(new Date('2025-06-01T09:00:00Z'));
+    const replay = await env.sync();
+    expect(replay.result).toBe('failed');
+    expect(replay.failures[0]!.code).toBe('MM_DOWNGRADE_REFUSED');
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(first);
+    const allowed = await env.sync({ allowDowngrade: true });
+    expect(allowed.failures).toEqual([]);
+  });
+});
+
+describe('sync: selection', () => {
+  it('applies filter groups (AND within, OR across) and each operator', async () => {
+    env = await makeEnv();
+    const config = env.config([
+      {
+        filters: [
+          ['os=ubuntu', 'arch=amd64', 'release~^(jammy|noble)$', 'ftype!=root-tgz'],
+          ['bootloader-type~.', 'arch!~^(ppc64el|i386)$'],
+        ],
+      },
+    ]);
+    await env.sync({ config });
+    const versions = versionsOf(await readCurrent(env.dataDir));
+    expect(Object.keys(versions).sort()).toEqual(
+      [
+        JAMMY_AMD64,
+        NOBLE_AMD64,
+        'com.ubuntu.maas.stable:1:grub-efi-signed:uefi:amd64',
+        'com.ubuntu.maas.stable:1:grub-efi:uefi:arm64',
+        'com.ubuntu.maas.stable:1:pxelinux:pxe:amd64',
+      ].sort(),
+    );
+  });
+
+  it('keeps the newest maxVersions per product in byte order of version keys', async () => {
+    env = await makeEnv();
+    env.upstream.addVersion('com.ubuntu.maas.stable:1:pxelinux:pxe:i386', '20210203.10');
+    await env.upstream.write();
+    await env.sync({ config: env.config([{ maxVersions: 2 }]) });
+    const versions = versionsOf(await readCurrent(env.dataDir));
+    expect(versions[NOBLE_AMD64]).toEqual(['20250618', '20250709']);
+    // '20210203.10' < '20210203.0'? No: byte order puts '.1' after '.0', so .10 is newest.
+    expect(versions['com.ubuntu.maas.stable:1:pxelinux:pxe:i386']).toEqual(['20210203.0', '20210203.10']);
+  });
+
+  it('selects content ids by regex', async () => {
+    env = await makeEnv();
+    await env.sync({ config: env.config([{ contentIds: ['bootloader'] }]) });
+    const tree = await readCurrent(env.dataDir);
+    expect(Object.keys(tree.index.index)).toEqual(['com.ubuntu.maas:stable:1:bootloader-download']);
+    expect(env.server.requests(V3).length).toBe(0);
+  });
+});
+
+describe('sync: the store', () => {
+  it('downloads a path shared by several items once', async () => {
+    env = await makeEnv();
+    const { doc } = env.upstream.product(NOBLE_AMD64);
+    const versions = doc.products[NOBLE_AMD64]!.versions;
+    const newest = versions['20250709']!;
+    newest.items['squashfs-copy'] = { ...newest.items.squashfs!, ftype: 'squashfs' };
+    await env.upstream.write();
+    await env.sync();
+    const squash = newest.items.squashfs!.path;
+    expect(env.server.requests(squash).length).toBe(1);
+  });
+
+  it('never downloads a sha256 the store holds, across versions, products and sources', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const before = env.server.log.length;
+    // A second source at the same upstream: same files, nothing to fetch.
+    const config = env.config([{ contentIds: ['v3'] }, { name: 'again', contentIds: ['bootloader'] }]);
+    const r = await env.sync({ config });
+    expect(r.downloaded.files).toBe(0);
+    const itemRequests = env.server.log.slice(before).filter((l) => !l.path.startsWith('streams/'));
+    expect(itemRequests).toEqual([]);
+  });
+
+  it('reports a source pair that publishes the same content id as a config error', async () => {
+    env = await makeEnv();
+    const r = await env.sync({ config: env.config([{}, { name: 'dup' }]) });
+    expect(r.failures.some((f) => f.code === 'MM_CONTENT_CONFLICT')).toBe(true);
+  });
+});
+
+describe('sync: resync', () => {
+  it('makes no new snapshot and no blob I/O when nothing changed; one conditional request per document', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const first = await readlink(join(env.dataDir, 'current'));
+    const before = env.server.log.length;
+    const t0 = performance.now();
+    const r = await env.sync();
+    const ms = performance.now() - t0;
+    expect(r.published).toBe(false);
+    expect(r.downloaded.bytes).toBe(0);
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(first);
+    const reqs = env.server.log.slice(before);
+    expect(reqs.every((q) => q.path.startsWith('streams/v1/') && q.conditional && q.status === 304)).toBe(true);
+    expect(reqs.length).toBe(1 + env.upstream.products.size);
+    expect(ms).toBeGreaterThan(0);
+  });
+
+  it('publishes a new snapshot when upstream adds a version, fetching only the new files', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const first = await readlink(join(env.dataDir, 'current'));
+    env.upstream.addVersion(NOBLE_AMD64, '20250801');
+    await env.upstream.write();
+    const r = await env.sync();
+    expect(r.published).toBe(true);
+    expect(r.plan.changes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ action: '+', productId: NOBLE_AMD64, version: '20250801' }),
+        expect.objectContaining({ action: '-', productId: NOBLE_AMD64, version: '20250709' }),
+      ]),
+    );
+    expect(r.downloaded.files).toBe(4);
+    expect(await readlink(join(env.dataDir, 'current'))).not.toBe(first);
+  });
+});
