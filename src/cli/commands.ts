@@ -199,4 +199,5 @@ export const commands: Record<string, Command> = {
   rollback,
   'check-config': checkConfig,
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
+  demo: async (ctx) => (await import('./demo.js')).demo(ctx),
 };

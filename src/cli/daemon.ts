@@ -24,6 +24,8 @@ export interface DaemonOptions {
   tftpListen?: readonly Listen[];
   /** How long in-flight HTTP downloads and TFTP transfers may take to finish on shutdown. */
   drainMs?: number;
+  /** Retry backoff base for syncs (tests shorten it). */
+  retryBaseMs?: number;
 }
 
 export interface Daemon {
@@ -53,6 +55,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const ops = createOps({
     config: () => config,
     logger,
+    syncOptions: opts.retryBaseMs === undefined ? undefined : { retryBaseMs: opts.retryBaseMs },
     onPublished: () => {
       namespace.invalidate();
       late.http?.invalidate();

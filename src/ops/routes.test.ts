@@ -36,14 +36,10 @@ describe('classifyRoute', () => {
     expect(classifyRoute('/', '/')).toBe('status');
   });
 
-  it('never returns a value outside the fixed set, whatever the path', () => {
-    const seen = new Set<string>();
-    for (let i = 0; i < 500; i++) {
-      const junk = '/' + Array.from({ length: 1 + (i % 7) }, (_, j) => String.fromCharCode(33 + ((i * 31 + j * 17) % 90))).join('/');
-      seen.add(classifyRoute(junk, PREFIX));
+  it('maps hostile and odd paths to "other", never to a label made from the path', () => {
+    for (const p of ['/%2e%2e/%2e%2e/etc/passwd', '/a"b', '/x\ny', '//evil.example/', '/images', '/MAAS/boot-resources/zz', '/bootloaders/../x']) {
+      expect(classifyRoute(p, PREFIX), p).toBe('other');
     }
-    expect([...seen].every((r) => ['other', 'bootloader', 'api', 'tree', 'images', 'boot-resources', 'status', 'metrics', 'health', 'keyring'].includes(r))).toBe(true);
-    expect(seen.size).toBeLessThanOrEqual(10);
   });
 });
 

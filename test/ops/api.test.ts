@@ -1,11 +1,11 @@
 import { PassThrough } from 'node:stream';
 import request from 'supertest';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { triggerRemoteSync } from '../../src/cli/trigger.js';
 import type { CommandContext } from '../../src/cli/commands.js';
 import type { Config } from '../../src/config/load.js';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { captureLogger, listen, makeOps, opsApp, waitFor } from './helpers.js';
+import { captureLogger, gateItems, listen, makeOps, opsApp, PATIENT_DOWNLOAD, waitFor } from './helpers.js';
 
 const TOKEN = 'test-token-0123456789-abcdef';
 
@@ -38,10 +38,11 @@ describe('API: disabled without a token', () => {
 describe('API: with a token', () => {
   it('refuses a missing or wrong token with 401, starts with 202 and refuses a second with 409', async () => {
     env = await makeEnv();
-    env.server.throttle = 1_000_000;
-    const config = env.config(undefined, { api: { token: TOKEN } });
+    const { open } = gateItems(env.server, 0);
+    const config = env.config(undefined, { api: { token: TOKEN }, ...PATIENT_DOWNLOAD });
     const ops = makeOps({ config: () => config });
     const app = opsApp(ops);
+    onTestFinished(open);
 
     const none = await request(app).post('/api/v1/sync');
     expect(none.status).toBe(401);
@@ -64,7 +65,11 @@ describe('API: with a token', () => {
     expect(during.body.running.id).toBe(started.body.id);
     expect(during.body.running.progress).toMatchObject({ phase: expect.any(String), bytesDone: expect.any(Number) });
 
-    await ops.coordinator.abort();
+    open();
+    await waitFor(() => !ops.coordinator.running, 20_000, 'the sync to end');
+    const after = await request(app).get('/api/v1/status').set('Authorization', `Bearer ${TOKEN}`);
+    expect(after.body.running).toBeNull();
+    expect(after.body.lastSync).toMatchObject({ id: started.body.id, reason: 'api', result: 'ok' });
     expect((await request(app).get('/api/v1/nope').set('Authorization', `Bearer ${TOKEN}`)).status).toBe(404);
     expect((await request(app).get('/api/v1/sync').set('Authorization', `Bearer ${TOKEN}`)).status).toBe(405);
   });

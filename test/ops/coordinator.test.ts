@@ -7,7 +7,7 @@ import { Layout } from '../../src/store/layout.js';
 import { acquireLock } from '../../src/store/lock.js';
 import { currentSnapshotId } from '../../src/store/snapshots.js';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { captureLogger, sample, waitFor } from './helpers.js';
+import { captureLogger, gateItems, PATIENT_DOWNLOAD, sample, waitFor } from './helpers.js';
 
 let env: Env | undefined;
 afterEach(async () => {
@@ -18,7 +18,6 @@ afterEach(async () => {
 describe('SyncCoordinator', () => {
   it('runs one sync at a time and records it', async () => {
     env = await makeEnv();
-    env.server.throttle = 2_000_000;
     const published: string[] = [];
     const config = env.config();
     const c = new SyncCoordinator({ config: () => config, logger: captureLogger().logger, onPublished: (id) => void published.push(id), syncOptions: { retryBaseMs: 5 } });
@@ -76,14 +75,19 @@ describe('SyncCoordinator', () => {
 
   it('makes a concurrent CLI sync meet the daemon\'s lock while the daemon syncs', async () => {
     env = await makeEnv();
-    env.server.throttle = 300_000;
-    const config = env.config();
+    const { open } = gateItems(env.server, 1);
+    const config = env.config(undefined, PATIENT_DOWNLOAD);
     const c = new SyncCoordinator({ config: () => config, logger: captureLogger().logger, syncOptions: { retryBaseMs: 5 } });
     const { done } = c.start('schedule');
-    await waitFor(() => c.running?.progress.phase === 'download', 10_000, 'the download phase');
-    await expect(acquireLock(new Layout(env.dataDir).lockFile, 'sync (cron)')).rejects.toMatchObject({ code: 'MM_LOCKED' });
-    await c.abort();
-    await done;
+    try {
+      await waitFor(() => c.running?.progress.filesDone === 1, 10_000, 'the first download');
+      await expect(acquireLock(new Layout(env.dataDir).lockFile, 'sync (cron)')).rejects.toMatchObject({ code: 'MM_LOCKED' });
+    } finally {
+      open();
+    }
+    expect((await done).result).toBe('ok');
+    // Released at the end: the CLI gets it now.
+    await (await acquireLock(new Layout(env.dataDir).lockFile, 'sync (cron)')).release();
   });
 
   it('aborts a running sync, keeping its partial downloads for the next one', async () => {

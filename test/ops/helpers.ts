@@ -97,3 +97,22 @@ export function sample(text: string, name: string, labels: Record<string, string
   }
   return undefined;
 }
+
+/**
+ * Lets the first `pass` item downloads of the upstream through and holds the
+ * others until open() is called: a sync then stays in its download phase,
+ * with some progress, for as long as a test needs. Use a long idleTimeout.
+ */
+export function gateItems(server: { intercept: unknown }, pass: number): { open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let items = 0;
+  server.intercept = async (_req: unknown, _res: unknown, path: string) => {
+    if (!path.startsWith('streams/') && ++items > pass) await gate;
+    return false;
+  };
+  return { open };
+}
+
+/** download settings for a gated upstream: held requests must not time out. */
+export const PATIENT_DOWNLOAD = { download: { concurrency: 4, retries: 3, connectTimeout: '2s', idleTimeout: '60s' } };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { listen, makeOps, opsApp, waitFor } from './helpers.js';
+import { gateItems, listen, makeOps, opsApp, PATIENT_DOWNLOAD, waitFor } from './helpers.js';
 
 /** Screenshots are kept here for a person to look at (outside the work tree). */
 const OUT_DIR = join(tmpdir(), 'maas-mirror-ops-out');
@@ -58,16 +58,10 @@ function visibleText(dom: string): string {
 describe('status page in headless Chromium', () => {
   it('shows a live progress bar during a sync and the result, products and MAAS commands after it', async () => {
     env = await makeEnv();
-    // Three item downloads go through, the others wait at a gate: the sync stays
+    // Three item downloads go through, the others wait at the gate: the sync stays
     // in its download phase, with some progress, for as long as the test looks.
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    let items = 0;
-    env.server.intercept = async (_req, _res, path) => {
-      if (!path.startsWith('streams/') && ++items > 3) await gate;
-      return false;
-    };
-    const config = env.config(undefined, { download: { concurrency: 4, retries: 3, connectTimeout: '2s', idleTimeout: '60s' } });
+    const { open } = gateItems(env.server, 3);
+    const config = env.config(undefined, PATIENT_DOWNLOAD);
     const ops = makeOps({ config: () => config });
     const http = await listen(opsApp(ops));
     await mkdir(OUT_DIR, { recursive: true });
