@@ -31,7 +31,10 @@ FROM ${NODE_IMAGE} AS runtime
 # tini: PID 1 that forwards SIGTERM/SIGHUP and reaps children.
 # xz-utils: `maas-mirror demo` builds its sample bootloader archives with tar -J.
 # libcap2-bin only to give node the right to bind port 69 (TFTP) as a non-root
-# user, then removed. gpgv is not needed: signatures are checked in-process.
+# user, with host networking too, then removed. A binary with file capabilities
+# runs in secure-execution mode, where node ignores NODE_OPTIONS (and
+# NODE_EXTRA_CA_CERTS): give node flags in the ENTRYPOINT instead.
+# gpgv is not needed: signatures are checked in-process.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini xz-utils libcap2-bin \
  && setcap cap_net_bind_service=+ep "$(readlink -f /usr/local/bin/node)" \

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { methodLabel, type MirrorMetrics } from './metrics.js';
-import { classifyRoute } from './routes.js';
+import type { MirrorMetrics } from './metrics.js';
+import { classifyRoute, methodLabel } from './routes.js';
 
 /**
  * Works as express middleware and as a plain hook called first thing in the

@@ -7,7 +7,7 @@ import type { SnapshotCatalog } from './catalog.js';
 import type { StoreTotalsCache } from './store-totals.js';
 
 export { httpMetricsMiddleware, type RequestObserver } from './http-metrics.js';
-export { classifyRoute, ROUTE_LABELS, type RouteLabel } from './routes.js';
+export { classifyRoute, methodLabel, ROUTE_LABELS, type RouteLabel } from './routes.js';
 
 /** Results of sync_runs_total: runSync's three, plus the two the daemon adds. */
 export const SYNC_RESULTS = ['ok', 'partial', 'failed', 'aborted', 'locked'] as const;
@@ -28,8 +28,6 @@ export const TFTP_RESULTS = [
 
 /** prom-client's default gauges whose names end in _total; the rest of the process metrics stay. */
 const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
-
-const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
 
 export interface MetricsOptions {
   /** build_info's version; package.json's by default. */
@@ -289,12 +287,6 @@ export function observeTftp(metrics: MirrorMetrics, server: TftpEventsLike): () 
     server.off('transferEnd', onEnd);
     stopActive();
   };
-}
-
-/** A bounded method label: the usual verbs, everything else "OTHER". */
-export function methodLabel(method: string | undefined): string {
-  const m = (method ?? '').toUpperCase();
-  return HTTP_METHODS.has(m) ? m : 'OTHER';
 }
 
 let cachedVersion: string | undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyRoute, isOpsRequest, requestPath } from './routes.js';
+import { classifyRoute, isOpsRequest, methodLabel, requestPath } from './routes.js';
 
 const PREFIX = '/maas/images/ephemeral-v3/stable/';
 
@@ -52,5 +52,14 @@ describe('requestPath and isOpsRequest', () => {
   it('names the paths the HTTP server must hand to express', () => {
     for (const p of ['/', '/status.json', '/metrics', '/livez', '/readyz', '/api/v1/status']) expect(isOpsRequest(p)).toBe(true);
     for (const p of ['/keyring.gpg', '/maas/images/x', '/pxelinux.0', '/apis']) expect(isOpsRequest(p)).toBe(false);
+  });
+});
+
+describe('methodLabel', () => {
+  it('keeps the usual verbs and folds anything else into OTHER', () => {
+    expect(methodLabel('get')).toBe('GET');
+    expect(methodLabel('HEAD')).toBe('HEAD');
+    expect(methodLabel('PROPFIND')).toBe('OTHER');
+    expect(methodLabel(undefined)).toBe('OTHER');
   });
 });

@@ -18,6 +18,14 @@ export const ROUTE_LABELS = [
 ] as const;
 export type RouteLabel = (typeof ROUTE_LABELS)[number];
 
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
+
+/** The `method` label: the usual verbs, anything else (clients may send any token) "OTHER". */
+export function methodLabel(method: string | undefined): string {
+  const m = (method ?? '').toUpperCase();
+  return HTTP_METHODS.has(m) ? m : 'OTHER';
+}
+
 /** The paths the ops routes answer outside /api: the HTTP server must hand these to express. */
 export const OPS_PATHS: readonly string[] = ['/', '/status.json', '/metrics', '/livez', '/readyz'];
 
