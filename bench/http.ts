@@ -20,16 +20,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Pool } from 'undici';
+import type { BenchRow } from './lib.js';
 
-export interface BenchRow {
-  group: string;
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  ratio?: number;
-  note?: string;
-}
+export type { BenchRow } from './lib.js';
 
 export interface BenchHttpOptions {
   /** Size of the large item in MB (default 500). */

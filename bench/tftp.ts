@@ -19,16 +19,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tftpGet } from '../src/tftp/client.js';
 import { TftpServer, openFromDirectory } from '../src/tftp/index.js';
+import type { BenchRow } from './lib.js';
 
-export interface BenchRow {
-  group: string;
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  ratio?: number;
-  note?: string;
-}
+export type { BenchRow } from './lib.js';
 
 export interface BenchTftpOptions {
   /** Size of the single-client file; default 64 MiB. */

@@ -123,7 +123,7 @@ export function buildModel(input: ModelInput): ModelOutcome {
   }
   const fingerprint = createHash('sha256')
     .update(JSON.stringify(contents.map((c) => [c.contentId, c.source, c.basePath, entryFields(c.entry), withoutUpdated(c.doc)])))
-    .update(JSON.stringify([...files].sort()))
+    .update(JSON.stringify([...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
     .digest('hex');
   return { model: { contents, files, bootloaders, fingerprint }, incomplete };
 }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../config/load.js';
 import { DowngradeError, MetadataError } from '../errors.js';
-import { loadKeyring } from '../pgp/keyring.js';
+import { fingerprints, loadKeyring } from '../pgp/keyring.js';
 import { verifyClearsigned } from '../pgp/verify.js';
 import { parseRfc2822 } from '../simplestreams/dates.js';
 import { parseIndex, parseProducts } from '../simplestreams/parse.js';
@@ -57,6 +57,7 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
       `source ${source.name} is not verified (verify: false): anyone between here and ${source.url} can change what this mirror serves`,
     );
   }
+  const keyringId = keyring ? fingerprints(keyring).sort().join(',') : undefined;
   const ext = source.verify ? '.sjson' : '.json';
   let requests = 0;
   let changed = 0;
@@ -85,17 +86,24 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     } else {
       next.documents[relPath] = { ...prev };
     }
-    let text = raw;
-    if (keyring) {
-      try {
-        text = (await verifyClearsigned(raw, keyring, url)).text;
-      } catch (err) {
-        opts.onSignatureFailure?.();
-        throw err;
-      }
-    }
+    const doc = next.documents[relPath]!;
     if (fresh) changed++;
-    next.documents[relPath]!.textSha256 = await opts.state.writeText(raw);
+    doc.textSha256 = await opts.state.writeText(raw);
+    if (!keyring) return raw;
+    // Unchanged bytes, already verified by this very keyring: the verdict cannot differ.
+    if (!fresh && prev?.verifiedSha256 && prev.verifiedBy === keyringId) {
+      const text = await opts.state.readText(prev.verifiedSha256);
+      if (text !== undefined) return text;
+    }
+    let text: string;
+    try {
+      text = (await verifyClearsigned(raw, keyring, url)).text;
+    } catch (err) {
+      opts.onSignatureFailure?.();
+      throw err;
+    }
+    doc.verifiedSha256 = await opts.state.writeText(text);
+    doc.verifiedBy = keyringId;
     return text;
   };
 

@@ -208,9 +208,9 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     for (const f of wanted.values()) if (!held.has(f.sha256)) missing.push(f);
     const bytesToFetch = missing.reduce((n, f) => n + f.size, 0);
 
-    const preview = buildModel({ builds, carried, held: () => true }).model;
-    const changes = diffPlan(previous?.contents, preview.contents);
     if (opts.dryRun) {
+      const preview = buildModel({ builds, carried, held: () => true }).model;
+      const changes = diffPlan(previous?.contents, preview.contents);
       return finish({
         result: failures.length > 0 ? 'partial' : 'ok',
         snapshot: previous?.manifest.id,
@@ -282,6 +282,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     // Publish what is complete.
     progress.setPhase('publish');
     const { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    const changes = diffPlan(previous?.contents, model.contents);
     let snapshot = previous?.manifest.id;
     let published = false;
     const repaired = previous ? Object.values(previous.manifest.files).some((f) => f.held && !held.has(f.sha256)) : false;
@@ -318,6 +319,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       store,
       keepSnapshots: config.publish.keepSnapshots,
       partialProtectionMs: config.download.partialProtection,
+      onlyIfPruned: !published,
     });
     hooks.onGc?.(gc);
     progress.setPhase('done');

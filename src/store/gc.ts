@@ -12,6 +12,12 @@ export interface GcOptions {
   partialProtectionMs: number;
   dryRun?: boolean;
   now?: number;
+  /**
+   * Walk the store only if a snapshot went away: after a sync that published
+   * nothing, no blob can have become unreferenced, and walking a large store
+   * would make a no-op resync slow.
+   */
+  onlyIfPruned?: boolean;
 }
 
 export interface GcReport {
@@ -52,7 +58,8 @@ export async function collectGarbage(opts: GcOptions): Promise<GcReport> {
 
   let blobsRemoved = 0;
   let bytesFreed = 0;
-  for await (const b of store.list()) {
+  const walk = !opts.onlyIfPruned || snapshotsRemoved.length > 0;
+  for await (const b of walk ? store.list() : []) {
     if (referenced.has(b.sha256)) continue;
     blobsRemoved++;
     bytesFreed += b.size;

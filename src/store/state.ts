@@ -10,8 +10,12 @@ export interface DocumentState {
   lastModified?: string;
   /** The `updated` date of the last accepted version (replay protection). */
   updated?: string;
-  /** sha256 of the verified text kept in state/<source>/docs/. */
+  /** sha256 of the document as fetched (clear-signed), kept in state/<source>/docs/. */
   textSha256?: string;
+  /** sha256 of its signed content once verified, kept beside it, so a 304 costs no second verification… */
+  verifiedSha256?: string;
+  /** …as long as the keyring is the one that verified it (fingerprints, sorted). */
+  verifiedBy?: string;
 }
 
 export interface SourceState {
@@ -44,7 +48,7 @@ export class StateStore {
   async save(state: SourceState): Promise<void> {
     await mkdir(this.layout.stateDir, { recursive: true });
     await writeFileAtomic(this.layout.state(this.source), JSON.stringify(state, null, 1) + '\n');
-    const keep = new Set(Object.values(state.documents).map((d) => `${d.textSha256}.txt`));
+    const keep = new Set(Object.values(state.documents).flatMap((d) => [`${d.textSha256}.txt`, `${d.verifiedSha256}.txt`]));
     const names = await readdir(join(this.dir, 'docs')).catch(() => [] as string[]);
     for (const n of names) if (!keep.has(n)) await unlink(join(this.dir, 'docs', n)).catch(() => undefined);
   }

@@ -80,6 +80,17 @@ describe('sync: signatures', () => {
     expect(await blobCount(env.dataDir)).toBe(0);
   });
 
+  it('verifies unchanged (304) documents again when the keyring changed', async () => {
+    env = await makeEnv();
+    expect((await env.sync()).result).toBe('ok');
+    const other = await makeKey(env.dir, 'other');
+    const before = env.server.log.length;
+    const r = await env.sync({ config: env.config([{ keyring: other.keyring }]) });
+    expect(env.server.log.slice(before).every((l) => l.status === 304)).toBe(true);
+    expect(r.result).toBe('failed');
+    expect(r.failures[0]!.code).toBe('MM_SIGNATURE_INVALID');
+  });
+
   it('rejects a tampered products file (bad signature) and publishes nothing from it', async () => {
     env = await makeEnv();
     const path = join(env.upstream.dir, `streams/v1/${V3}.sjson`);

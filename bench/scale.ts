@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as openpgp from 'openpgp';
+import { UpstreamServer } from '../src/fixture/server.js';
+import { syntheticBytes } from '../src/fixture/bytes.js';
+import { clearsign } from '../src/pgp/sign.js';
+import { formatRfc2822 } from '../src/simplestreams/dates.js';
+import { createHash } from 'node:crypto';
+import type { ProductsDocument } from '../src/simplestreams/types.js';
+import { round, table, type BenchRow } from './lib.js';
+
+/**
+ * How cost grows with the size of the stream: planning (a dry run: fetch,
+ * verify, flatten, filter, plan) and a no-op resync, for generated streams
+ * of 1,000 and 10,000 products with small synthetic items.
+ */
+export async function benchScale(sizes = [1000, 10_000], log = (l: string) => process.stderr.write(l + '\n')): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const n of sizes) {
+    const dir = await mkdtemp(join(tmpdir(), 'mm-bench-scale-'));
+    const server = new UpstreamServer({ root: join(dir, 'upstream') });
+    try {
+      log(`scale: generating ${n} products…`);
+      const keyring = await generate(join(dir, 'upstream'), n, dir);
+      const url = await server.start();
+      const config = join(dir, 'config.yaml');
+      await writeFile(config, JSON.stringify({ dataDir: join(dir, 'data'), sources: [{ name: 'scale', url, keyring }], download: { concurrency: 8 } }));
+      const plan = await child(config, true);
+      const cold = await child(config, false);
+      const noop = await child(config, false);
+      rows.push(
+        { group: 'scale', name: `plan (dry run), ${n} products`, value: plan.ms, unit: 'ms', note: `peak RSS ${round(plan.rssMb, 0)} MB` },
+        { group: 'scale', name: `cold sync, ${n} products (${n * 2} files)`, value: cold.ms, unit: 'ms', note: `peak RSS ${round(cold.rssMb, 0)} MB` },
+        { group: 'scale', name: `no-op resync, ${n} products`, value: noop.ms, unit: 'ms', note: `peak RSS ${round(noop.rssMb, 0)} MB` },
+      );
+    } finally {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  return rows;
+}
+
+export async function generate(root: string, n: number, dir: string): Promise<string> {
+  const { privateKey } = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: 'scale' }], format: 'object' });
+  const keyring = join(dir, 'scale.gpg');
+  await writeFile(keyring, privateKey.toPublic().write());
+  const updated = formatRfc2822(new Date());
+  const doc: ProductsDocument = { content_id: 'com.example:scale:v3:download', datatype: 'image-ids', format: 'products:1.0', updated, products: {} };
+  for (let i = 0; i < n; i++) {
+    const items: ProductsDocument['products'][string]['versions'][string]['items'] = {};
+    for (const ftype of ['boot-kernel', 'manifest']) {
+      const path = `p${i}/20260101/${ftype}`;
+      const bytes = syntheticBytes(path, 256);
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), bytes);
+      items[ftype] = { ftype, path, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+    }
+    doc.products[`com.example.scale:v3:boot:${i}:amd64:ga`] = {
+      arch: 'amd64', os: 'ubuntu', release: `r${i}`, label: 'stable', version: String(i),
+      versions: { '20260101': { items } },
+    };
+  }
+  const text = JSON.stringify(doc, null, 1) + '\n';
+  await mkdir(join(root, 'streams/v1'), { recursive: true });
+  await writeFile(join(root, 'streams/v1/com.example:scale:v3:download.sjson'), await clearsign(text, privateKey));
+  const index = { format: 'index:1.0', updated, index: { [doc.content_id]: { datatype: 'image-ids', format: 'products:1.0', path: 'streams/v1/com.example:scale:v3:download.sjson', products: Object.keys(doc.products), updated } } };
+  await writeFile(join(root, 'streams/v1/index.sjson'), await clearsign(JSON.stringify(index, null, 1) + '\n', privateKey));
+  return keyring;
+}
+
+async function child(configFile: string, dryRun: boolean): Promise<{ ms: number; rssMb: number }> {
+  const src = (p: string) => JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', p)).href);
+  const script = `
+    import { loadConfig } from ${src('config/load.ts')};
+    import { runSync } from ${src('mirror/sync.ts')};
+    import { silentLogger } from ${src('log.ts')};
+    const config = loadConfig(${JSON.stringify(configFile)});
+    const t = performance.now();
+    const r = await runSync({ config, logger: silentLogger(), dryRun: ${dryRun} });
+    const ms = performance.now() - t;
+    if (r.result !== 'ok') { console.error(JSON.stringify(r.failures.slice(0, 3))); process.exit(1); }
+    console.log(JSON.stringify({ ms, rssKb: process.resourceUsage().maxRSS }));
+  `;
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    p.stdout.on('data', (d) => (s += d));
+    p.on('close', (code) => (code === 0 ? resolve(s) : reject(new Error(`scale child exited ${code}`))));
+  });
+  const r = JSON.parse(out.trim().split('\n').at(-1)!) as { ms: number; rssKb: number };
+  return { ms: r.ms, rssMb: r.rssKb / 1024 };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.stdout.write(table(await benchScale()));
+}
