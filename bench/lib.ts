@@ -49,3 +49,34 @@ export function table(rows: BenchRow[]): string {
     '\n'
   );
 }
+
+let built: Promise<string> | undefined;
+
+/**
+ * The project compiled once per bench run (what the Docker image runs), so
+ * child processes measure our code's memory and not the TypeScript loader's.
+ * Returns the folder holding cli/, mirror/ … as .js.
+ */
+export function compiled(): Promise<string> {
+  built ??= (async () => {
+    const { mkdir, mkdtemp } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const root = join(import.meta.dirname, '..');
+    // Inside the project, so the compiled files find node_modules.
+    await mkdir(join(root, 'node_modules', '.cache'), { recursive: true });
+    const out = await mkdtemp(join(root, 'node_modules', '.cache', 'mm-bench-build-'));
+    await promisify(execFile)(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', out], { cwd: root });
+    return out;
+  })();
+  return built;
+}
+
+/** Removes the compiled copy made by compiled(). */
+export async function removeCompiled(): Promise<void> {
+  if (!built) return;
+  const dir = await built.catch(() => undefined);
+  built = undefined;
+  if (dir) await (await import('node:fs/promises')).rm(dir, { recursive: true, force: true });
+}

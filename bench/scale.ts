@@ -10,7 +10,7 @@ import { clearsign } from '../src/pgp/sign.js';
 import { formatRfc2822 } from '../src/simplestreams/dates.js';
 import { createHash } from 'node:crypto';
 import type { ProductsDocument } from '../src/simplestreams/types.js';
-import { round, table, type BenchRow } from './lib.js';
+import { compiled, removeCompiled, round, table, type BenchRow } from './lib.js';
 
 /**
  * How cost grows with the size of the stream: planning (a dry run: fetch,
@@ -73,11 +73,12 @@ export async function generate(root: string, n: number, dir: string): Promise<st
 }
 
 async function child(configFile: string, dryRun: boolean): Promise<{ ms: number; rssMb: number }> {
-  const src = (p: string) => JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', p)).href);
+  const dist = await compiled();
+  const src = (p: string) => JSON.stringify(pathToFileURL(join(dist, p)).href);
   const script = `
-    import { loadConfig } from ${src('config/load.ts')};
-    import { runSync } from ${src('mirror/sync.ts')};
-    import { silentLogger } from ${src('log.ts')};
+    import { loadConfig } from ${src('config/load.js')};
+    import { runSync } from ${src('mirror/sync.js')};
+    import { silentLogger } from ${src('log.js')};
     const config = loadConfig(${JSON.stringify(configFile)});
     const t = performance.now();
     const r = await runSync({ config, logger: silentLogger(), dryRun: ${dryRun} });
@@ -86,7 +87,7 @@ async function child(configFile: string, dryRun: boolean): Promise<{ ms: number;
     console.log(JSON.stringify({ ms, rssKb: process.resourceUsage().maxRSS }));
   `;
   const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let s = '';
     p.stdout.on('data', (d) => (s += d));
     p.on('close', (code) => (code === 0 ? resolve(s) : reject(new Error(`scale child exited ${code}`))));
@@ -96,5 +97,7 @@ async function child(configFile: string, dryRun: boolean): Promise<{ ms: number;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  process.stdout.write(table(await benchScale()));
+  const rows = await benchScale();
+  await removeCompiled();
+  process.stdout.write(table(rows));
 }

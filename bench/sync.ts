@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import * as openpgp from 'openpgp';
 import { UpstreamFixture } from '../src/fixture/upstream.js';
 import { startNginx, type Nginx } from './nginx.js';
-import { mbps, round, table, type BenchRow } from './lib.js';
+import { compiled, removeCompiled, mbps, round, table, type BenchRow } from './lib.js';
 
 const run = promisify(execFile);
 
@@ -115,10 +115,12 @@ export async function benchSync(opts: SyncBenchOptions = {}): Promise<BenchRow[]
 }
 
 async function childSync(configFile: string): Promise<{ ms: number; syncMs: number; maxRssMb: number }> {
+  const dist = await compiled();
+  const src = (p: string) => JSON.stringify(pathToFileURL(join(dist, p)).href);
   const script = `
-    import { loadConfig } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'config', 'load.ts')).href)};
-    import { runSync } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'mirror', 'sync.ts')).href)};
-    import { silentLogger } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', 'log.ts')).href)};
+    import { loadConfig } from ${src('config/load.js')};
+    import { runSync } from ${src('mirror/sync.js')};
+    import { silentLogger } from ${src('log.js')};
     const t = performance.now();
     const r = await runSync({ config: loadConfig(${JSON.stringify(configFile)}), logger: silentLogger() });
     const syncMs = performance.now() - t;
@@ -127,7 +129,7 @@ async function childSync(configFile: string): Promise<{ ms: number; syncMs: numb
   `;
   const t = performance.now();
   const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let s = '';
     p.stdout.on('data', (d) => (s += d));
     p.on('close', (code) => (code === 0 ? resolve(s) : reject(new Error(`bench sync child exited ${code}`))));
@@ -139,5 +141,6 @@ async function childSync(configFile: string): Promise<{ ms: number; syncMs: numb
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const rows = await benchSync();
+  await removeCompiled();
   process.stdout.write(table(rows));
 }

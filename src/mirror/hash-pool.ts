@@ -20,8 +20,9 @@ parentPort.on('message', async (m) => {
     if (m.op === 'update') {
       let h = hashes.get(m.id);
       if (!h) hashes.set(m.id, (h = createHash('sha256')));
-      h.update(new Uint8Array(m.data));
-      parentPort.postMessage({ id: m.id, op: 'ack', bytes: m.data.byteLength });
+      h.update(new Uint8Array(m.data, 0, m.length));
+      // The buffer goes back to be filled again: memory stays a few MB whatever the volume.
+      parentPort.postMessage({ id: m.id, op: 'ack', bytes: m.length, data: m.data }, [m.data]);
     } else if (m.op === 'file') {
       let h = hashes.get(m.id);
       if (!h) hashes.set(m.id, (h = createHash('sha256')));
@@ -46,6 +47,7 @@ parentPort.on('message', async (m) => {
 const BATCH = 1 << 20;
 /** Bytes sent to a worker and not yet hashed, beyond which the download waits: memory stays bounded. */
 const MAX_IN_FLIGHT = 8 << 20;
+const MAX_SPARE = 64;
 
 interface Waiter {
   resolve(v: string): void;
@@ -60,14 +62,17 @@ export class HashPool {
   private broken: Error | undefined;
   /** @internal */
   readonly hashes = new Map<number, PooledHash>();
+  /** @internal Batch buffers back from the workers, ready to be filled again. */
+  readonly spare: ArrayBuffer[] = [];
   private closing = false;
 
   constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       // execArgv: [] so flags like --input-type=module or loaders of the parent do not apply to this CommonJS snippet.
       const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
-      w.on('message', (m: { id: number; op: string; hex?: string; message?: string; bytes?: number }) => {
+      w.on('message', (m: { id: number; op: string; hex?: string; message?: string; bytes?: number; data?: ArrayBuffer }) => {
         if (m.op === 'ack') {
+          if (m.data && this.spare.length < MAX_SPARE) this.spare.push(m.data);
           this.hashes.get(m.id)?.acked(m.bytes ?? 0);
           return;
         }
@@ -172,12 +177,19 @@ export class PooledHash {
 
   private flush(): void {
     if (this.pendingBytes === 0) return;
-    // One fresh buffer we own, so it can be transferred rather than copied again.
-    const data = Buffer.concat(this.pending, this.pendingBytes);
-    const ab = data.buffer.byteLength === data.length ? data.buffer : data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
+    // Copied into a buffer of our own (recycled when the worker sends it back), then transferred, not copied again.
+    const length = this.pendingBytes;
+    let ab = this.pool.spare.pop();
+    if (!ab || ab.byteLength < length) ab = new ArrayBuffer(Math.max(length, BATCH + (1 << 16)));
+    const view = new Uint8Array(ab);
+    let at = 0;
+    for (const c of this.pending) {
+      view.set(c, at);
+      at += c.length;
+    }
     this.pending = [];
     this.pendingBytes = 0;
-    this.inFlight += ab.byteLength;
-    this.worker.postMessage({ op: 'update', id: this.id, data: ab }, [ab as ArrayBuffer]);
+    this.inFlight += length;
+    this.worker.postMessage({ op: 'update', id: this.id, data: ab, length }, [ab]);
   }
 }

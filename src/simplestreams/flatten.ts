@@ -1,26 +1,44 @@
 import type { FlatItem, ProductsDocument, Scalar } from './types.js';
 
-/** Fields that take part in inheritance and filters: strings and numbers only, as simplestreams' stringitems. */
-function scalars(o: Record<string, unknown>): Record<string, Scalar> {
-  const out: Record<string, Scalar> = {};
-  for (const [k, v] of Object.entries(o)) {
-    if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+/**
+ * The fields of one level that take part in inheritance and filters, as
+ * python simplestreams' `stringitems` picks them: strings, and numbers
+ * (python's `isinstance(v, (int, float))`). Python's bool is an int, so a
+ * JSON true/false takes part too, as str(True) = "True"; we spell it the same
+ * so a filter written for sstream-mirror keeps matching. Objects, arrays and
+ * null never do.
+ */
+function scalars(level: Record<string, unknown>): [string, Scalar][] {
+  const out: [string, Scalar][] = [];
+  for (const [k, v] of Object.entries(level)) {
+    if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) out.push([k, v]);
+    else if (typeof v === 'boolean') out.push([k, v ? 'True' : 'False']);
   }
   return out;
 }
 
+// Object.fromEntries, not assignment: a field named "__proto__" must stay a field.
+const merge = (...levels: [string, Scalar][][]): Record<string, Scalar> => Object.fromEntries(levels.flat());
+
 /**
- * Every item with its inherited fields: top level → product → version →
- * item, a lower level overriding, plus product_name, version_name and
- * item_name (set after each level's own fields, as simplestreams does).
+ * Every item with its inherited fields, as python simplestreams'
+ * `products_exdata(tree, (product, version, item))` computes them for
+ * sstream-mirror's filters: the whole top level's scalars (so content_id,
+ * format, datatype and updated are all there), then the product's, the
+ * version's and the item's, a lower level overriding; each level's name
+ * (product_name, version_name, item_name) is set right after that level's
+ * own fields, so a field of a deeper level could still override it.
+ *
+ * `_aliases` expansion (util.expand_tree) is not done: MAAS streams do not
+ * use it, and MAAS 3.8 reads documents without expanding it either.
  */
 export function flattenProducts(doc: ProductsDocument): FlatItem[] {
   const out: FlatItem[] = [];
   const top = scalars(doc);
   for (const [productId, product] of Object.entries(doc.products)) {
-    const p = { ...top, ...scalars(product), product_name: productId };
+    const p = [...top, ...scalars(product), ['product_name', productId] as [string, Scalar]];
     for (const [versionName, version] of Object.entries(product.versions)) {
-      const v = { ...p, ...scalars(version), version_name: versionName };
+      const v = [...p, ...scalars(version), ['version_name', versionName] as [string, Scalar]];
       for (const [itemName, item] of Object.entries(version.items)) {
         out.push({
           contentId: doc.content_id,
@@ -30,7 +48,7 @@ export function flattenProducts(doc: ProductsDocument): FlatItem[] {
           path: item.path,
           sha256: item.sha256,
           size: item.size,
-          fields: { ...v, ...scalars(item), item_name: itemName },
+          fields: merge(v, scalars(item), [['item_name', itemName]]),
         });
       }
     }

@@ -5,55 +5,113 @@ import { MetadataError } from '../errors.js';
 import { parseIndex, parseProducts } from './parse.js';
 
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, '../../test/fixtures', name), 'utf8');
+const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
+const SHA = 'a'.repeat(64);
 
-describe('parseIndex / parseProducts', () => {
-  it('accept the real samples, keeping unknown fields', () => {
-    expect(Object.keys(parseIndex(fixture('stable-index.json'), 'u').index)).toHaveLength(3);
+function errorOf(f: () => unknown): MetadataError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(MetadataError);
+    return e as MetadataError;
+  }
+  throw new Error('expected a MetadataError, nothing was thrown');
+}
+
+const products = (items: unknown) =>
+  JSON.stringify({ format: 'products:1.0', content_id: 'c', products: { p: { versions: { v: { items } } } } });
+
+describe('parseIndex', () => {
+  it('accepts the real indexes, keeping every field', () => {
+    const idx = parseIndex(fixture('stable-index.json'), 'u');
+    expect(Object.keys(idx.index)).toHaveLength(3);
+    expect(idx.updated).toBe('Thu, 24 Jul 2025 08:01:49 +0000');
+    expect(idx.index['com.ubuntu.maas:stable:v3:download']!.products).toHaveLength(4);
     expect(Object.keys(parseIndex(fixture('stable-index-signed-entries.json'), 'u').index)).toHaveLength(3);
-    for (const f of ['stable-v3-download.json', 'stable-bootloader-download.json', 'stable-centos-bases-download.json', 'mixed-products.json']) {
-      const doc = parseProducts(fixture(f), f);
-      expect(Object.keys(doc.products).length).toBeGreaterThan(0);
-    }
-    const doc = parseProducts(fixture('stable-v3-download.json'), 'u');
-    expect(doc.products['com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04']!.support_esm_eol).toBe('2034-04-25');
   });
 
-  it('names the JSON path of what is wrong', () => {
+  it('accepts an already parsed document, a Buffer, and an entry without format or products', () => {
+    const doc = { format: 'index:1.0', index: { a: { path: 'streams/v1/a.json', extra: { kept: true } } }, vendor: 'x' };
+    const parsed = parseIndex(doc, 'u');
+    expect(parsed).toBe(doc);
+    expect(parsed.index.a!.extra).toEqual({ kept: true });
+    expect(parseIndex(Buffer.from(JSON.stringify(doc)), 'u').vendor).toBe('x');
+  });
+
+  it.each([
+    ['not JSON', '{', /is not valid JSON/],
+    ['a BOM before the JSON', '\ufeff{"format":"index:1.0","index":{}}', /is not valid JSON/],
+    ['an array', '[]', /\(top level\): expected an object, got an array/],
+    ['a wrong format', '{"format":"index:2.0","index":{}}', /format: expected "index:1.0", got "index:2.0"/],
+    ['no index', '{"format":"index:1.0"}', /index: expected an object, got nothing/],
+    ['an index that is a list', '{"format":"index:1.0","index":[]}', /index: expected an object, got an array/],
+    ['an entry without a path', '{"format":"index:1.0","index":{"a":{"products":[]}}}', /index\["a"\]\.path: expected a non-empty string, got nothing/],
+    ['products that are not a list', '{"format":"index:1.0","index":{"a":{"path":"p","products":"x"}}}', /index\["a"\]\.products: expected a list/],
+    ['a product id that is not a string', '{"format":"index:1.0","index":{"a":{"path":"p","products":["x",3]}}}', /index\["a"\]\.products\[1\]: expected a string, got 3/],
+    ['a numeric updated', '{"format":"index:1.0","updated":1,"index":{}}', /updated: expected a string, got 1/],
+  ])('refuses %s', (_what, text, message) => {
+    const err = errorOf(() => parseIndex(text, 'http://m/streams/v1/index.json'));
+    expect(err.message).toMatch(/^http:\/\/m\/streams\/v1\/index\.json: /);
+    expect(err.message).toMatch(message);
+  });
+
+  it('refuses invalid UTF-8 bytes', () => {
+    expect(errorOf(() => parseIndex(Buffer.from([0x7b, 0xff, 0x7d]), 'u')).message).toMatch(/not valid UTF-8/);
+  });
+});
+
+describe('parseProducts', () => {
+  it('accepts every real sample, keeping unknown fields', () => {
+    for (const f of ['stable-v3-download.json', 'stable-bootloader-download.json', 'stable-centos-bases-download.json', 'mixed-products.json']) {
+      expect(Object.keys(parseProducts(fixture(f), f).products).length).toBeGreaterThan(0);
+    }
+    const doc = parseProducts(fixture('stable-v3-download.json'), 'u');
+    expect(doc.products[NOBLE]!.support_esm_eol).toBe('2034-04-25');
+    expect(doc.products[NOBLE]!.versions['20250709']!.items['boot-kernel']!.kpackage).toBe('linux-generic');
+  });
+
+  it('names the JSON path of each of the first problems', () => {
     const doc = JSON.parse(fixture('stable-v3-download.json'));
-    const v = doc.products['com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04'].versions['20250709'];
+    const v = doc.products[NOBLE].versions['20250709'];
     v.items.squashfs.sha256 = 'XYZ';
     v.items['boot-kernel'].size = -1;
     delete v.items.manifest.path;
-    const err = (() => {
-      try {
-        parseProducts(JSON.stringify(doc), 'http://u/p.json');
-      } catch (e) {
-        return e as MetadataError;
-      }
-    })();
-    expect(err).toBeInstanceOf(MetadataError);
-    expect(err!.message).toContain('http://u/p.json');
-    expect(err!.message).toContain('["20250709"].items["squashfs"].sha256: expected 64 lowercase hex digits');
-    expect(err!.message).toContain('items["boot-kernel"].size');
-    expect(err!.message).toContain('items["manifest"].path');
+    const err = errorOf(() => parseProducts(JSON.stringify(doc), 'http://u/p.json'));
+    expect(err.url).toBe('http://u/p.json');
+    expect(err.message).toContain(`products["${NOBLE}"].versions["20250709"].items["squashfs"].sha256: expected 64 hex digits (lowercase), got "XYZ"`);
+    expect(err.message).toContain(`products["${NOBLE}"].versions["20250709"].items["boot-kernel"].size: expected a whole number of bytes, got -1`);
+    expect(err.message).toContain(`products["${NOBLE}"].versions["20250709"].items["manifest"].path: expected a non-empty string, got nothing`);
+  });
+
+  it('reports only the first five problems, and how many more there are', () => {
+    const items = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`i${i}`, { path: 'a', sha256: 'x', size: 1 }]));
+    const err = errorOf(() => parseProducts(products(items), 'u'));
+    expect(err.message.match(/expected 64 hex digits/g)).toHaveLength(5);
+    expect(err.message).toMatch(/; and 3 more$/);
   });
 
   it.each([
-    ['not json', '{'],
-    ['an array', '[]'],
-    ['a wrong format', '{"format":"index:2.0","index":{}}'],
-    ['an entry without a path', '{"format":"index:1.0","index":{"a":{"products":[]}}}'],
-    ['products that are not a list', '{"format":"index:1.0","index":{"a":{"path":"p","products":"x"}}}'],
-  ])('refuse an index that is %s', (_what, text) => {
-    expect(() => parseIndex(text, 'u')).toThrow(MetadataError);
+    ['a wrong format', '{"format":"index:1.0","content_id":"c","products":{}}', /format: expected "products:1.0", got "index:1.0"/],
+    ['no products', '{"format":"products:1.0","content_id":"c"}', /products: expected an object, got nothing/],
+    ['no content id', '{"format":"products:1.0","products":{}}', /content_id: expected a non-empty string/],
+    ['a product that is a string', '{"format":"products:1.0","content_id":"c","products":{"p":"x"}}', /products\["p"\]: expected an object, got "x"/],
+    ['a product without versions', '{"format":"products:1.0","content_id":"c","products":{"p":{}}}', /products\["p"\]\.versions: expected an object, got nothing/],
+    ['a version without items', '{"format":"products:1.0","content_id":"c","products":{"p":{"versions":{"v":{}}}}}', /versions\["v"\]\.items: expected an object, got nothing/],
+    ['items as a list', products([]), /items: expected an object, got an array/],
+    ['an item that is null', products({ i: null }), /items\["i"\]: expected an object, got null/],
+    ['an uppercase sha256', products({ i: { path: 'a', sha256: SHA.toUpperCase(), size: 1 } }), /sha256: expected 64 hex digits/],
+    ['a short sha256', products({ i: { path: 'a', sha256: SHA.slice(1), size: 1 } }), /sha256: expected 64 hex digits/],
+    ['a fractional size', products({ i: { path: 'a', sha256: SHA, size: 1.5 } }), /size: expected a whole number of bytes, got 1.5/],
+    ['a size as a string', products({ i: { path: 'a', sha256: SHA, size: '12' } }), /size: expected a whole number of bytes, got "12"/],
+    ['a size past 2^53', products({ i: { path: 'a', sha256: SHA, size: 2 ** 53 } }), /size: expected a whole number of bytes/],
+    ['an empty path', products({ i: { path: '', sha256: SHA, size: 1 } }), /path: expected a non-empty string, got ""/],
+    ['a numeric ftype', products({ i: { path: 'a', sha256: SHA, size: 1, ftype: 3 } }), /ftype: expected a string, got 3/],
+  ])('refuses %s', (_what, text, message) => {
+    expect(errorOf(() => parseProducts(text, 'u')).message).toMatch(message);
   });
 
-  it.each([
-    ['no products', '{"format":"products:1.0","content_id":"c"}'],
-    ['no content id', '{"format":"products:1.0","products":{}}'],
-    ['a version without items', '{"format":"products:1.0","content_id":"c","products":{"p":{"versions":{"v":{}}}}}'],
-    ['a fractional size', '{"format":"products:1.0","content_id":"c","products":{"p":{"versions":{"v":{"items":{"i":{"path":"a","sha256":"' + 'a'.repeat(64) + '","size":1.5}}}}}}}'],
-  ])('refuse a products file with %s', (_what, text) => {
-    expect(() => parseProducts(text, 'u')).toThrow(MetadataError);
+  it('accepts a zero size and products or versions that are empty (legal simplestreams, flagged later for MAAS)', () => {
+    expect(parseProducts(products({ i: { path: 'a', sha256: SHA, size: 0 } }), 'u').content_id).toBe('c');
+    expect(Object.keys(parseProducts('{"format":"products:1.0","content_id":"c","products":{}}', 'u').products)).toEqual([]);
   });
 });

@@ -1,93 +1,129 @@
 import { MetadataError } from '../errors.js';
 import type { IndexDocument, ProductsDocument } from './types.js';
 
+/**
+ * Shape checks for the two simplestreams documents, before we believe a word
+ * of them. Only what the mirror relies on is checked; every other field is
+ * kept as it came (the very same objects are returned), because upstream
+ * adds fields over time and MAAS reads some we never look at.
+ */
+
 const SHA256 = /^[0-9a-f]{64}$/;
+/** Enough to fix the first few things; a garbage document would list thousands. */
 const MAX_REPORTED = 5;
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const key = (k: string) => `[${JSON.stringify(k)}]`;
 
-function parseJson(input: string | unknown, url: string): unknown {
-  if (typeof input !== 'string') return input;
+function shown(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  const text = JSON.stringify(v);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+class Problems {
+  readonly list: string[] = [];
+  add(path: string, expected: string, got: unknown): void {
+    this.list.push(`${path}: expected ${expected}, got ${shown(got)}`);
+  }
+  /** True when `v` is an object; otherwise notes the problem. */
+  object(path: string, v: unknown): v is Obj {
+    if (isObj(v)) return true;
+    this.add(path, 'an object', v);
+    return false;
+  }
+  nonEmptyString(path: string, v: unknown): void {
+    if (typeof v !== 'string' || v === '') this.add(path, 'a non-empty string', v);
+  }
+  optionalString(path: string, v: unknown): void {
+    if (v !== undefined && typeof v !== 'string') this.add(path, 'a string', v);
+  }
+  throwIfAny(url: string): void {
+    const n = this.list.length;
+    if (n === 0) return;
+    const more = n > MAX_REPORTED ? `; and ${n - MAX_REPORTED} more` : '';
+    throw new MetadataError(url, `is not a valid simplestreams document: ${this.list.slice(0, MAX_REPORTED).join('; ')}${more}`);
+  }
+}
+
+function load(input: unknown, url: string): unknown {
+  let text = input;
+  if (input instanceof Uint8Array) {
+    try {
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(input);
+    } catch {
+      throw new MetadataError(url, 'is not valid UTF-8');
+    }
+  }
+  if (typeof text !== 'string') return text;
   try {
-    return JSON.parse(input);
+    return JSON.parse(text);
   } catch (err) {
     throw new MetadataError(url, `is not valid JSON (${(err as Error).message})`);
   }
 }
 
-function fail(url: string, problems: string[]): never {
-  const shown = problems.slice(0, MAX_REPORTED).join('; ');
-  const more = problems.length > MAX_REPORTED ? ` (and ${problems.length - MAX_REPORTED} more)` : '';
-  throw new MetadataError(url, `is not a valid simplestreams document: ${shown}${more}`);
-}
-
-/**
- * Checks the shape of an index before we believe a word of it. Unknown
- * fields pass through untouched: upstream adds fields over time.
- */
+/** An `index:1.0` document, from its JSON text (or already parsed); throws MetadataError. */
 export function parseIndex(input: string | unknown, url: string): IndexDocument {
-  const doc = parseJson(input, url);
-  const problems: string[] = [];
-  if (!isObj(doc)) fail(url, ['top level: expected an object']);
-  if (doc.format !== 'index:1.0') problems.push(`format: expected "index:1.0", got ${JSON.stringify(doc.format)}`);
-  if (!isObj(doc.index)) problems.push('index: expected an object');
-  else {
-    for (const [id, e] of Object.entries(doc.index)) {
+  const doc = load(input, url);
+  const p = new Problems();
+  if (!p.object('(top level)', doc)) p.throwIfAny(url);
+  const d = doc as Obj;
+  if (d.format !== 'index:1.0') p.add('format', '"index:1.0"', d.format);
+  p.optionalString('updated', d.updated);
+  if (p.object('index', d.index)) {
+    for (const [id, entry] of Object.entries(d.index)) {
       const at = `index${key(id)}`;
-      if (!isObj(e)) {
-        problems.push(`${at}: expected an object`);
-        continue;
-      }
-      if (typeof e.path !== 'string' || e.path === '') problems.push(`${at}.path: expected a string`);
-      if (e.products !== undefined && (!Array.isArray(e.products) || e.products.some((p) => typeof p !== 'string'))) {
-        problems.push(`${at}.products: expected a list of strings`);
+      if (!p.object(at, entry)) continue;
+      p.nonEmptyString(`${at}.path`, entry.path);
+      for (const f of ['format', 'datatype', 'updated']) p.optionalString(`${at}.${f}`, entry[f]);
+      if (entry.products !== undefined) {
+        if (!Array.isArray(entry.products)) p.add(`${at}.products`, 'a list of product ids', entry.products);
+        else {
+          const bad = entry.products.findIndex((x) => typeof x !== 'string');
+          if (bad >= 0) p.add(`${at}.products[${bad}]`, 'a string', entry.products[bad]);
+        }
       }
     }
   }
-  if (doc.updated !== undefined && typeof doc.updated !== 'string') problems.push('updated: expected a string');
-  if (problems.length > 0) fail(url, problems);
-  return doc as IndexDocument;
+  p.throwIfAny(url);
+  return d as IndexDocument;
 }
 
-/** Checks a products file's shape: every item with a path, a sha256 and a size. */
+/** A `products:1.0` document, from its JSON text (or already parsed); throws MetadataError. */
 export function parseProducts(input: string | unknown, url: string): ProductsDocument {
-  const doc = parseJson(input, url);
-  const problems: string[] = [];
-  if (!isObj(doc)) fail(url, ['top level: expected an object']);
-  if (doc.format !== 'products:1.0') problems.push(`format: expected "products:1.0", got ${JSON.stringify(doc.format)}`);
-  if (typeof doc.content_id !== 'string' || doc.content_id === '') problems.push('content_id: expected a string');
-  if (doc.updated !== undefined && typeof doc.updated !== 'string') problems.push('updated: expected a string');
-  if (!isObj(doc.products)) problems.push('products: expected an object');
-  else {
-    for (const [pid, p] of Object.entries(doc.products)) {
+  const doc = load(input, url);
+  const p = new Problems();
+  if (!p.object('(top level)', doc)) p.throwIfAny(url);
+  const d = doc as Obj;
+  if (d.format !== 'products:1.0') p.add('format', '"products:1.0"', d.format);
+  p.nonEmptyString('content_id', d.content_id);
+  p.optionalString('datatype', d.datatype);
+  p.optionalString('updated', d.updated);
+  if (p.object('products', d.products)) {
+    for (const [pid, product] of Object.entries(d.products)) {
       const pat = `products${key(pid)}`;
-      if (!isObj(p) || !isObj(p.versions)) {
-        problems.push(`${pat}.versions: expected an object`);
-        continue;
-      }
-      for (const [vn, v] of Object.entries(p.versions)) {
-        const vat = `${pat}.versions${key(vn)}`;
-        if (!isObj(v) || !isObj(v.items)) {
-          problems.push(`${vat}.items: expected an object`);
-          continue;
-        }
-        for (const [iname, item] of Object.entries(v.items)) {
+      if (!p.object(pat, product) || !p.object(`${pat}.versions`, product.versions)) continue;
+      for (const [vname, version] of Object.entries(product.versions)) {
+        const vat = `${pat}.versions${key(vname)}`;
+        if (!p.object(vat, version) || !p.object(`${vat}.items`, version.items)) continue;
+        for (const [iname, item] of Object.entries(version.items)) {
           const iat = `${vat}.items${key(iname)}`;
-          if (!isObj(item)) {
-            problems.push(`${iat}: expected an object`);
-            continue;
-          }
-          if (typeof item.path !== 'string' || item.path === '') problems.push(`${iat}.path: expected a string`);
-          if (typeof item.sha256 !== 'string' || !SHA256.test(item.sha256)) problems.push(`${iat}.sha256: expected 64 lowercase hex digits`);
+          if (!p.object(iat, item)) continue;
+          p.nonEmptyString(`${iat}.path`, item.path);
+          if (typeof item.sha256 !== 'string' || !SHA256.test(item.sha256)) p.add(`${iat}.sha256`, '64 hex digits (lowercase)', item.sha256);
           if (typeof item.size !== 'number' || !Number.isSafeInteger(item.size) || item.size < 0) {
-            problems.push(`${iat}.size: expected a whole number of bytes`);
+            p.add(`${iat}.size`, 'a whole number of bytes', item.size);
           }
+          p.optionalString(`${iat}.ftype`, item.ftype);
         }
       }
     }
   }
-  if (problems.length > 0) fail(url, problems);
-  return doc as ProductsDocument;
+  p.throwIfAny(url);
+  return d as ProductsDocument;
 }

@@ -22,6 +22,8 @@ export interface ProxyRecord {
   bytes: number;
   /** Name of the fault that answered, when one did. */
   fault: string | undefined;
+  /** The response is over (ended, or the connection closed). */
+  done: boolean;
 }
 
 export interface FetchedUpstream {
@@ -116,10 +118,13 @@ export class FaultProxy {
       status: 0,
       bytes: 0,
       fault: undefined,
+      done: false,
     };
     this.log.push(record);
-    res.on('finish', () => (record.status ||= res.statusCode));
-    res.on('close', () => (record.status ||= res.statusCode));
+    res.on('close', () => {
+      record.status ||= res.statusCode;
+      record.done = true;
+    });
     const write = (chunk: Buffer): Promise<void> => {
       if (res.destroyed || res.writableEnded) return Promise.resolve();
       record.bytes += chunk.length;

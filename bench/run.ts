@@ -1,0 +1,49 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { benchHttp } from './http.js';
+import { machine, removeCompiled, table, type BenchRow } from './lib.js';
+import { benchScale } from './scale.js';
+import { benchSync } from './sync.js';
+import { benchTftp } from './tftp.js';
+
+/**
+ * `npm run bench`: every benchmark against its baseline measured in the same
+ * run (curl + sha256sum and dd for sync, nginx for HTTP, tftpd-hpa for TFTP),
+ * and how cost grows with the stream. Writes BENCHMARKS.md.
+ * `npm run bench -- sync http` runs only those groups.
+ */
+const log = (l: string) => process.stderr.write(`${l}\n`);
+const groups: Record<string, () => Promise<BenchRow[]>> = {
+  sync: () => benchSync({ log }),
+  http: () => benchHttp({ log }),
+  tftp: () => benchTftp({ log }),
+  scale: () => benchScale(undefined, log),
+};
+const wanted = process.argv.slice(2).filter((a) => a in groups);
+const rows: BenchRow[] = [];
+const started = new Date();
+for (const name of wanted.length > 0 ? wanted : Object.keys(groups)) {
+  log(`== ${name}`);
+  try {
+    rows.push(...(await groups[name]!()));
+  } catch (err) {
+    log(`${name} failed: ${(err as Error).stack ?? String(err)}`);
+    rows.push({ group: name, name: 'benchmark failed', value: Number.NaN, unit: '', note: (err as Error).message });
+  }
+}
+const md = `# Benchmarks
+
+Measured by \`npm run bench\` on ${started.toISOString().slice(0, 10)}: ${machine()}.
+Every ratio compares against a baseline measured in the same run on the same machine; the machine is
+shared, so figures vary between runs by tens of percent. The tables below are the last run's.
+
+${table(rows)}
+Notes:
+${rows
+  .filter((r) => r.note)
+  .map((r) => `- ${r.group} / ${r.name}: ${r.note}`)
+  .join('\n')}
+`;
+await removeCompiled();
+await writeFile(join(import.meta.dirname, '..', 'BENCHMARKS.md'), md);
+process.stdout.write(table(rows));
