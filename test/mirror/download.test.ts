@@ -19,6 +19,15 @@ function newestItem(e: Env, productId: string, item: string) {
   return versions[newest]!.items[item]!;
 }
 
+/** Every request for `path` gets this status and an empty body. */
+function answerWith(e: Env, path: string, status: number): void {
+  e.server.intercept = (_req, res, p) => {
+    if (p !== path) return false;
+    res.writeHead(status).end();
+    return true;
+  };
+}
+
 /** Serves the first `bytes` of a file, then drops the connection. */
 function cutAfter(e: Env, path: string, bytes: number, times = 1): void {
   let left = times;
@@ -42,10 +51,11 @@ describe('downloads: resume', () => {
     const r = await env.sync();
     expect(r.failures).toEqual([]);
     const reqs = env.server.requests(item.path);
-    expect(reqs.map((q) => [q.status, q.range])).toEqual([
-      [200, undefined],
-      [206, 'bytes=50000-'],
-    ]);
+    expect(reqs.map((q) => q.status)).toEqual([200, 206]);
+    // How much of the cut transfer reached the disk depends on the socket; some of it did, and no more than was sent.
+    const from = Number(/^bytes=(\d+)-$/.exec(reqs[1]!.range ?? '')?.[1]);
+    expect(from).toBeGreaterThan(0);
+    expect(from).toBeLessThanOrEqual(50_000);
     expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250709']);
   });
 
@@ -57,10 +67,8 @@ describe('downloads: resume', () => {
     const r = await env.sync();
     expect(r.failures).toEqual([]);
     const reqs = env.server.requests(item.path);
-    expect(reqs.map((q) => [q.status, q.range])).toEqual([
-      [200, undefined],
-      [200, 'bytes=50000-'],
-    ]);
+    expect(reqs.map((q) => q.status)).toEqual([200, 200]);
+    expect(reqs[1]!.range).toMatch(/^bytes=\d+-$/);
   });
 
   it('resumes a partial file left by a crash', async () => {
@@ -144,11 +152,7 @@ describe('downloads: retries', () => {
   it('fails an item on 404 at once, publishes the rest, and exits partial', async () => {
     env = await makeEnv();
     const kernel = newestItem(env, NOBLE_AMD64, 'boot-kernel');
-    env.server.intercept = (_req, res, p) => {
-      if (p !== kernel.path) return false;
-      res.writeHead(404).end();
-      return true;
-    };
+    answerWith(env, kernel.path, 404);
     const r = await env.sync();
     expect(r.result).toBe('partial');
     expect(r.published).toBe(true);
@@ -189,11 +193,7 @@ describe('downloads: corrupt content', () => {
     env.upstream.addVersion(NOBLE_AMD64, '20250801');
     await env.upstream.write();
     const squash = newestItem(env, NOBLE_AMD64, 'squashfs');
-    env.server.intercept = (_req, res, p) => {
-      if (p !== squash.path) return false;
-      res.writeHead(503).end();
-      return true;
-    };
+    answerWith(env, squash.path, 503);
     const r = await env.sync();
     expect(r.result).toBe('partial');
     expect(r.published).toBe(false);
