@@ -252,3 +252,24 @@ describe('cli', () => {
     expect((await cli(['verify', '--config', config])).code).toBe(0);
   });
 });
+
+describe('gc: partial files', () => {
+  it('removes partial files older than the protection window and keeps younger ones', async () => {
+    env = await makeEnv();
+    const layout = new Layout(env.dataDir);
+    const { mkdir, utimes } = await import('node:fs/promises');
+    await mkdir(layout.partialDir, { recursive: true });
+    const old = layout.partial('a'.repeat(64));
+    const young = layout.partial('b'.repeat(64));
+    await writeFile(old, Buffer.alloc(1000));
+    await writeFile(young, Buffer.alloc(10));
+    const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+    await utimes(old, twoDaysAgo, twoDaysAgo);
+    const store = new BlobStore(layout);
+    const dry = await collectGarbage({ layout, store, keepSnapshots: 3, partialProtectionMs: 24 * 3600_000, dryRun: true });
+    expect(dry).toMatchObject({ partialsRemoved: 1, partialBytesFreed: 1000 });
+    expect((await readdir(layout.partialDir)).length).toBe(2);
+    await collectGarbage({ layout, store, keepSnapshots: 3, partialProtectionMs: 24 * 3600_000 });
+    expect(await readdir(layout.partialDir)).toEqual([`${'b'.repeat(64)}.part`]);
+  });
+});
