@@ -13,8 +13,8 @@ export function compareVersionKeys(a: string, b: string): number {
   for (let i = 0; i < n; i++) {
     const x = a.codePointAt(i)!;
     const y = b.codePointAt(i)!;
+    // Equal pairs step on to their equal low halves; the first difference decides.
     if (x !== y) return x < y ? -1 : 1;
-    if (x > 0xffff) i++;
   }
   return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }

@@ -36,8 +36,9 @@ function cutAfter(e: Env, path: string, bytes: number, times = 1): void {
     left--;
     const body = await readFile(join(e.upstream.dir, p));
     res.writeHead(200, { 'Content-Length': String(body.length) });
-    res.write(body.subarray(0, bytes));
-    await new Promise((r) => setTimeout(r, 20));
+    // Let the bytes reach the client before the cut, even on a loaded machine.
+    await new Promise<void>((r) => res.write(body.subarray(0, bytes), () => r()));
+    await new Promise((r) => setTimeout(r, 300));
     res.socket?.destroy();
     return true;
   };
