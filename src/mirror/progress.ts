@@ -56,16 +56,28 @@ export class SyncProgress extends EventEmitter {
 
   bytes(n: number): void {
     this.bytesDone += n;
+    this.sample();
     this.emitChange(false);
   }
 
+  /** Bytes per second over the last few seconds, whoever asks and however rarely. */
   get rate(): number {
-    const now = Date.now();
-    this.samples.push({ t: now, b: this.bytesDone });
-    this.samples = this.samples.filter((s) => now - s.t <= 5000);
+    this.sample();
     const first = this.samples[0]!;
-    const dt = (now - first.t) / 1000;
-    return dt > 0.2 ? (this.bytesDone - first.b) / dt : 0;
+    const last = this.samples.at(-1)!;
+    const dt = (last.t - first.t) / 1000;
+    return dt > 0.2 ? (last.b - first.b) / dt : 0;
+  }
+
+  private sample(): void {
+    const now = Date.now();
+    const last = this.samples.at(-1);
+    if (last && now - last.t < 250) {
+      last.b = this.bytesDone;
+      return;
+    }
+    this.samples.push({ t: now, b: this.bytesDone });
+    while (this.samples.length > 2 && now - this.samples[0]!.t > 5000) this.samples.shift();
   }
 
   snapshot(): ProgressSnapshot {
