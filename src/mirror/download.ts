@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -92,12 +92,42 @@ async function attempt(req: DownloadRequest, ctx: DownloadContext, partial: stri
     await unlink(partial);
     offset = 0;
   }
+  if (offset === req.size) {
+    const check = ctx.hashes.create();
+    try {
+      if (await completePartial(req, ctx, partial, check)) return { offset, fetched: 0 };
+    } finally {
+      check.drop();
+    }
+    offset = 0;
+  }
   const hash = ctx.hashes.create();
   try {
     return await transfer(req, ctx, partial, offset, hash);
   } finally {
     hash.drop();
   }
+}
+
+/**
+ * A partial file of the full size: a crash came between the last write and
+ * the rename. Adopt it if it hashes right (nothing to fetch); otherwise it
+ * is garbage, and the download starts again from zero.
+ */
+async function completePartial(req: DownloadRequest, ctx: DownloadContext, partial: string, hash: PooledHash): Promise<boolean> {
+  await hash.updateFromFile(partial, req.size);
+  if ((await hash.digest()) === req.sha256) {
+    const fh = await open(partial, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await ctx.store.adopt(partial, req.sha256);
+    return true;
+  }
+  await unlink(partial).catch(() => undefined);
+  return false;
 }
 
 async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: string, offset: number, hash: PooledHash): Promise<AttemptResult> {

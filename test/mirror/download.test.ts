@@ -207,3 +207,20 @@ describe('downloads: corrupt content', () => {
     expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250801']);
   });
 });
+
+describe('downloads: a complete partial file (killed before its rename)', () => {
+  it('is adopted without a request when it hashes right, and fetched again when it does not', async () => {
+    env = await makeEnv();
+    const squash = newestItem(env, NOBLE_AMD64, 'squashfs');
+    const kernel = newestItem(env, NOBLE_AMD64, 'boot-kernel');
+    await mkdir(join(env.dataDir, 'partial'), { recursive: true });
+    await writeFile(join(env.dataDir, 'partial', `${squash.sha256}.part`), await readFile(join(env.upstream.dir, squash.path)));
+    const wrong = await readFile(join(env.upstream.dir, kernel.path));
+    wrong[0] = wrong[0]! ^ 1;
+    await writeFile(join(env.dataDir, 'partial', `${kernel.sha256}.part`), wrong);
+    const r = await env.sync();
+    expect(r.failures).toEqual([]);
+    expect(env.server.requests(squash.path)).toEqual([]);
+    expect(env.server.requests(kernel.path).map((q) => [q.status, q.range])).toEqual([[200, undefined]]);
+  });
+});
