@@ -19,13 +19,14 @@ const groups: Record<string, () => Promise<BenchRow[]>> = {
   tftp: () => benchTftp({ log }),
   scale: () => benchScale(undefined, log),
 };
+const BASELINES: Record<string, string> = { http: 'nginx', tftp: 'tftpd-hpa' };
 const wanted = process.argv.slice(2).filter((a) => a in groups);
 const rows: BenchRow[] = [];
 const started = new Date();
 for (const name of wanted.length > 0 ? wanted : Object.keys(groups)) {
   log(`== ${name}`);
   try {
-    rows.push(...(await groups[name]!()));
+    for (const r of await groups[name]!()) rows.push({ ...r, baselineName: r.baselineName ?? (r.baseline !== undefined ? BASELINES[name] : undefined) });
   } catch (err) {
     log(`${name} failed: ${(err as Error).stack ?? String(err)}`);
     rows.push({ group: name, name: 'benchmark failed', value: Number.NaN, unit: '', note: (err as Error).message });
