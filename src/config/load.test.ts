@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from './load.js';
+import { checkFiles, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from './load.js';
 
 function issuesOf(text: string) {
   try {
@@ -30,10 +31,23 @@ describe('config', () => {
   });
 
   it('resolves relative paths against the config file', () => {
-    const c = parseConfig('dataDir: data\nsources: [{name: a, url: "http://x/y", keyring: k.gpg}]', '/etc/mm/c.yaml', {});
-    expect(c.dataDir).toBe('/etc/mm/data');
-    expect(c.sources[0]!.keyring).toBe('/etc/mm/k.gpg');
+    const dir = dirname(DEFAULT_CONFIG_FILE);
+    const c = parseConfig('dataDir: data\nsources: [{name: a, url: "http://x/y", keyring: keyrings/ubuntu-cloudimage-keyring.gpg}]', join(dir, 'c.yaml'), {});
+    expect(c.dataDir).toBe(join(dir, 'data'));
+    expect(c.sources[0]!.keyring).toBe(join(dir, 'keyrings', 'ubuntu-cloudimage-keyring.gpg'));
     expect(c.sources[0]!.url).toBe('http://x/y/');
+  });
+
+  it('names a keyring or signing key that does not exist', () => {
+    const config = parseConfig('dataDir: d\nsources: [{name: a, url: "http://x/", keyring: nope.gpg}]\npublish: {signingKey: nope.asc}', '/etc/mm/c.yaml', {});
+    let issues: { path: string; message: string }[] = [];
+    try {
+      checkFiles(config);
+    } catch (err) {
+      issues = (err as ConfigError).issues;
+    }
+    expect(issues.map((i) => i.path)).toEqual(['sources[0].keyring', 'publish.signingKey']);
+    expect(issues[0]!.message).toMatch(/does not exist/);
   });
 
   it('takes the API token from MAAS_MIRROR_API_TOKEN', () => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
@@ -70,7 +70,9 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `cannot read the file: ${(err as Error).message}` }]);
   }
-  return parseConfig(text, file, env);
+  const config = parseConfig(text, file, env);
+  checkFiles(config);
+  return config;
 }
 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -86,6 +88,25 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (!result.success) throw new ConfigError(file, result.error.issues.map(toIssue));
   const base = dirname(resolve(file));
   return deepFreeze(normalize(result.data, base, file, env));
+}
+
+/**
+ * The files a configuration names must exist on this host. Checked when a
+ * file is loaded to run with, not when text is only parsed (a config written
+ * for a container names paths of the container).
+ */
+export function checkFiles(config: Config): void {
+  const file = config.file;
+  const missing: ConfigIssue[] = [];
+  config.sources.forEach((s, i) => {
+    if (s.keyring !== undefined && !existsSync(s.keyring)) {
+      missing.push({ path: `sources[${i}].keyring`, message: `${s.keyring} does not exist; give the upstream's public keyring (binary .gpg or armored .asc)` });
+    }
+  });
+  if (config.publish.signingKey !== undefined && !existsSync(config.publish.signingKey)) {
+    missing.push({ path: 'publish.signingKey', message: `${config.publish.signingKey} does not exist; give an armored private key, or remove the key to have one generated` });
+  }
+  if (missing.length > 0) throw new ConfigError(file, missing);
 }
 
 function toIssue(issue: z.core.$ZodIssue): ConfigIssue {

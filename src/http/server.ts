@@ -45,7 +45,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   try {
     for (const l of listens) {
       const routed = [ROUTES_PREFIX, ...(options.routedPaths ?? [])];
-      const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
+      const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 5_000 }, (req, res) => {
         options.observe?.(req, res);
         if (isRouted(req.url ?? '', routed)) app(req, res);
         else app.serveFile(req, res);

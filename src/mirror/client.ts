@@ -61,6 +61,8 @@ export class UpstreamClient {
   }
 }
 
+const LOCAL_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE', 'EIO', 'ENOENT', 'EISDIR', 'ENOTDIR']);
+
 export function translateError(err: unknown, url: string): unknown {
   if (err instanceof AbortedError || err instanceof UpstreamHttpError) return err;
   const e = err as { name?: string; code?: string; message?: string };
@@ -71,6 +73,8 @@ export function translateError(err: unknown, url: string): unknown {
   if (err instanceof undiciErrors.ConnectTimeoutError) {
     return new UpstreamNetworkError(url, 'connect timed out', { cause: err });
   }
+  // Local trouble (a full disk, a read-only folder) is not the network's fault: leave it as it is.
+  if (e?.code && LOCAL_ERRNOS.has(e.code)) return err;
   if (err instanceof undiciErrors.UndiciError || (e?.code && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code))) {
     return new UpstreamNetworkError(url, `${e.code ?? 'network error'}: ${e.message}`, { cause: err });
   }

@@ -1,5 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
+import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -158,11 +159,13 @@ async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: str
     received += n;
     ctx.onBytes?.(n);
   }, ctx.limiter, ctx.signal);
+  // flush: the data is fsynced before the stream closes, so a verified file is a durable one.
+  const out = createWriteStream(partial, { flags: fresh ? 'w' : 'r+', start, flush: true, highWaterMark: 1 << 20 });
   try {
-    // flush: the data is fsynced before the stream closes, so a verified file is a durable one.
-    const out = createWriteStream(partial, { flags: fresh ? 'w' : 'r+', start, flush: true, highWaterMark: 1 << 20 });
     await pipeline(res.body, counter, out);
   } catch (err) {
+    // The stream may still be opening the file: unlinking before it closes would leave a new empty file behind.
+    if (!out.closed) await once(out, 'close').catch(() => undefined);
     if (err instanceof SizeMismatchError) {
       await unlink(partial).catch(() => undefined);
       throw new SizeMismatchError(req.url, req.size, start + received);

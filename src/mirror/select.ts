@@ -42,20 +42,26 @@ export function selectContent(source: SourceConfig, content: SourceContent): Sel
   const byProduct = new Map<string, Map<string, FlatItem[]>>();
   const problems: { path: string; message: string }[] = [];
   const seenPaths = new Map<string, FlatItem>();
+  // A version with one bad item is left out whole: MAAS takes a version as complete or not at all.
+  const rejected = new Set<string>();
+  const reject = (item: FlatItem, message: string) => {
+    problems.push({ path: item.path, message });
+    rejected.add(JSON.stringify([item.productId, item.versionName]));
+  };
   for (const item of flattenProducts(content.doc)) {
     if (!matchesGroups(source.filters, item.fields)) continue;
     try {
       assertSafeItemPath(item.path, `${content.contentId} ${item.productId} ${item.versionName} ${item.itemName}`);
     } catch (err) {
-      problems.push({ path: item.path, message: (err as Error).message });
+      reject(item, (err as Error).message);
       continue;
     }
     const other = seenPaths.get(item.path);
     if (other && (other.sha256 !== item.sha256 || other.size !== item.size)) {
-      problems.push({
-        path: item.path,
-        message: new MetadataError(content.contentId, `path ${item.path} is listed with two different sha256/size (${other.productId} ${other.versionName} and ${item.productId} ${item.versionName})`).message,
-      });
+      reject(
+        item,
+        new MetadataError(content.contentId, `path ${item.path} is listed with two different sha256/size (${other.productId} ${other.versionName} and ${item.productId} ${item.versionName})`).message,
+      );
       continue;
     }
     seenPaths.set(item.path, item);
@@ -67,6 +73,7 @@ export function selectContent(source: SourceConfig, content: SourceContent): Sel
   }
   const out: SelectedVersion[] = [];
   for (const [productId, versions] of byProduct) {
+    for (const key of [...versions.keys()]) if (rejected.has(JSON.stringify([productId, key]))) versions.delete(key);
     for (const version of newestVersions([...versions.keys()], source.maxVersions)) {
       const items = versions.get(version)!;
       out.push({

@@ -206,6 +206,9 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     for (const b of builds) if (b.onDemand) for (const v of b.selected) for (const f of v.files) candidates.set(f.sha256, f.size);
     for (const [sha, size] of candidates) if (await store.has(sha, size)) held.add(sha);
     for (const f of wanted.values()) if (!held.has(f.sha256)) missing.push(f);
+    // A file the current snapshot lists as held but the store lost (verify quarantined it): once
+    // fetched again, the tree needs republishing even though the metadata did not change.
+    const repaired = previous ? Object.values(previous.manifest.files).some((f) => f.held && !held.has(f.sha256)) : false;
     const bytesToFetch = missing.reduce((n, f) => n + f.size, 0);
 
     if (opts.dryRun) {
@@ -285,31 +288,37 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     const changes = diffPlan(previous?.contents, model.contents);
     let snapshot = previous?.manifest.id;
     let published = false;
-    const repaired = previous ? Object.values(previous.manifest.files).some((f) => f.held && !held.has(f.sha256)) : false;
     if (model.contents.length === 0 && !previous) {
       log.warn('nothing to publish: no source gave a complete product');
     } else if (previous && previous.manifest.fingerprint === model.fingerprint && !repaired) {
       log.info({ snapshot }, 'nothing changed upstream: the current snapshot stays');
     } else {
-      const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey);
-      const manifest = await publishSnapshot(model, {
-        layout,
-        store,
-        key,
-        logger: log,
-        sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])),
-      });
-      snapshot = manifest.id;
-      published = true;
       try {
-        // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
-        await unpackBootloaders(layout, manifest, log);
+        const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey);
+        const manifest = await publishSnapshot(model, {
+          layout,
+          store,
+          key,
+          logger: log,
+          sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])),
+        });
+        snapshot = manifest.id;
+        published = true;
+        try {
+          // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
+          await unpackBootloaders(layout, manifest, log);
+        } catch (err) {
+          const f = failureOf('bootloaders', err);
+          failures.push(f);
+          log.error({ code: f.code }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
+        }
+        await hooks.onPublished?.(manifest.id);
       } catch (err) {
-        const f = failureOf('bootloaders', err);
+        // Nothing reachable changed (current still points at the old tree); say why and keep the downloads.
+        const f = failureOf('publish', err);
         failures.push(f);
-        log.error({ code: f.code }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
+        log.error({ code: f.code }, `publishing failed, the current snapshot stays: ${f.message}`);
       }
-      await hooks.onPublished?.(manifest.id);
     }
     for (const i of incomplete) log.warn(i, 'version not published: some of its files are missing');
 

@@ -1,4 +1,5 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { rethrowDiskFull } from '../store/fsutil.js';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { MirrorError } from '../errors.js';
@@ -86,9 +87,17 @@ async function writePublic(keysDir: string, key: openpgp.PublicKey): Promise<voi
 }
 
 async function atomicWrite(file: string, data: string | Buffer): Promise<void> {
+  // Unchanged (the usual case): no write, so a full disk cannot fail a publish here.
+  const old = await readFile(file).catch(() => undefined);
+  if (old && old.equals(Buffer.from(data))) return;
   const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, data, { mode: 0o644 });
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, data, { mode: 0o644 });
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw rethrowDiskFull(err, file);
+  }
 }
 
 export function exportPublic(key: SigningKey, armor: boolean): Buffer {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, rename, rm, symlink, unlink } from 'node:fs/promises';
+import { readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { errnoOf, NotFoundError } from '../errors.js';
 import { fsyncDir } from './fsutil.js';
@@ -87,7 +87,14 @@ export async function switchCurrent(layout: Layout, id: string): Promise<void> {
 export async function pruneSnapshots(layout: Layout, keep: number): Promise<string[]> {
   const current = await currentSnapshotId(layout);
   const ids = await snapshotIds(layout);
-  const doomed = ids.slice(0, Math.max(0, ids.length - keep)).filter((id) => id !== current);
+  // A tree without its manifest is a crash's leftover: no reader lists it, and it counts for nothing.
+  const complete: string[] = [];
+  const orphans: string[] = [];
+  for (const id of ids) {
+    const listed = await stat(layout.manifest(id)).then(() => true, () => false);
+    (listed || id === current ? complete : orphans).push(id);
+  }
+  const doomed = [...orphans, ...complete.slice(0, Math.max(0, complete.length - keep)).filter((id) => id !== current)];
   for (const id of doomed) {
     // Manifest first: a snapshot without one is ignored by every reader.
     await unlink(layout.manifest(id)).catch(() => undefined);

@@ -1,9 +1,12 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Layout } from '../../src/store/layout.js';
+import { listSnapshots, newSnapshotId, snapshotIds } from '../../src/store/snapshots.js';
 import { startProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { makeEnv, type Env } from '../helpers/env.js';
 import {
+  blobNames,
   checkCurrent,
   cli,
   cliEnv,
@@ -129,6 +132,36 @@ describe('crash safety: SIGKILL at random moments', () => {
     }
   });
 
+  it('a snapshot left without its manifest by a kill does not take the place of a complete one', async () => {
+    // A kill between renaming .building-<id> to snapshots/<id> and writing manifests/<id>.json
+    // (or in gc, between unlinking a manifest and removing its tree) leaves a tree no reader
+    // lists. It must not count among the keepSnapshots kept, or the rollback history shrinks.
+    const e = await makeEnv({ samples: ['stable-v3-download.json'] });
+    try {
+      const config = e.config([{}], { publish: { keepSnapshots: 2 } });
+      expect((await e.sync({ config })).failures).toEqual([]);
+      e.upstream.addVersion(NOBLE, '20260001');
+      await e.upstream.write();
+      expect((await e.sync({ config })).failures).toEqual([]);
+      const complete = await snapshotIds(new Layout(e.dataDir));
+      expect(complete).toHaveLength(2);
+      // The crash leftover: a newer tree, no manifest.
+      const orphan = newSnapshotId(new Date(), complete);
+      await mkdir(join(e.dataDir, 'snapshots', orphan, 'streams/v1'), { recursive: true });
+      await writeFile(join(e.dataDir, 'snapshots', orphan, 'streams/v1/index.json'), '{}');
+      e.upstream.addVersion(NOBLE, '20260002');
+      await e.upstream.write();
+      const r = await e.sync({ config });
+      expect(r.failures).toEqual([]);
+      const listed = await listSnapshots(new Layout(e.dataDir));
+      // Two complete snapshots: the new current and the one before it, to roll back to.
+      expect(listed.map((x) => x.id)).toEqual([complete[1], r.snapshot]);
+      expect(await snapshotIds(new Layout(e.dataDir))).not.toContain(orphan);
+    } finally {
+      await e.close();
+    }
+  });
+
   it(`survives ${KILLS} kills while downloading, publishing and collecting garbage (seed ${SEED})`, async () => {
     const rand = prng(SEED);
     const kills: KillRecord[] = [];
@@ -138,6 +171,9 @@ describe('crash safety: SIGKILL at random moments', () => {
     let mutations = 0;
     let staleLocks = 0;
     let maxItem = 0;
+    /** item path → the run that stored it (its "stored" log line is written once the blob is in the store) */
+    const storedIn = new Map<string, number>();
+    const runOf: number[] = [];
     const t0 = Date.now();
 
     const mutateUpstream = async () => {
@@ -149,19 +185,19 @@ describe('crash safety: SIGKILL at random moments', () => {
 
     for (let runNo = 0; kills.length < KILLS; runNo++) {
       expect(runNo, 'too many runs without reaching the kill count').toBeLessThan(KILLS * 2);
-      const cold = kills.length < 7 && completedRuns === 0;
+      const cold = kills.length < 6 && completedRuns === 0;
       // Phase 1 (cold mirror, slow upstream): kills during the long download.
       // Phase 2: upstream changes before each run, so each run downloads a
       // little, publishes and collects garbage; kills aim at each of those.
       if (!cold) await mutateUpstream();
-      env.server.throttle = cold ? 1024 * KiB : 4096 * KiB;
+      env.server.throttle = cold ? 1024 * KiB : 16 * 1024 * KiB;
       const trigger: Trigger = cold ? 'download' : (['download', 'publish', 'gc'] as const)[kills.length % 3]!;
       const selected = selectedFiles(env.upstream);
       for (const [path, f] of selected) {
         everSelected.set(path, f.size);
         maxItem = Math.max(maxItem, f.size);
       }
-      const { blobs } = await storeProblems(env.dataDir);
+      const blobs = await blobNames(env.dataDir);
       const missing = [...selected.values()].filter((f) => !blobs.has(f.sha256)).length;
 
       const from = proxy.log.length;
@@ -176,7 +212,7 @@ describe('crash safety: SIGKILL at random moments', () => {
         return child.output().includes('bootloaders unpacked and switched') || child.output().includes('nothing changed upstream');
       };
       await waitFor(reached, 30_000, `the ${trigger} phase of run ${runNo}`);
-      const maxDelay = trigger === 'download' ? (cold ? 1500 : 400) : trigger === 'publish' ? 120 : 40;
+      const maxDelay = trigger === 'download' ? (cold ? 1000 : 200) : trigger === 'publish' ? 120 : 40;
       const delayMs = Math.floor(rand() * maxDelay);
       await sleep(delayMs);
 
@@ -195,6 +231,9 @@ describe('crash safety: SIGKILL at random moments', () => {
         expect(exited, child.output().slice(-3000)).toBe(0);
         completedRuns++;
       }
+
+      for (let i = from; i < proxy.log.length; i++) runOf[i] = runNo;
+      for (const m of child.output().matchAll(/"path":"([^"]+)",[^\n]*"msg":"stored"/g)) if (!storedIn.has(m[1]!)) storedIn.set(m[1]!, runNo);
 
       // After every run, killed or not: a whole, verifiable tree, never older than before.
       let tree: TreeCheck | undefined;
@@ -223,12 +262,25 @@ describe('crash safety: SIGKILL at random moments', () => {
     const selectedNow = selectedFiles(env.upstream);
     expect(new Set(tree.items.keys())).toEqual(new Set(selectedNow.keys()));
     expect((await storeProblems(env.dataDir)).problems).toEqual([]);
-    expect(await leftovers(env.dataDir)).toEqual([]);
+    // No leftover but the partial files of versions upstream dropped while they were in flight:
+    // gc keeps those for download.partialProtection (24h), as documented.
+    expect((await leftovers(env.dataDir)).filter((l) => !l.endsWith(' partial'))).toEqual([]);
+    const selectedShas = new Set([...selectedNow.values()].map((f) => f.sha256));
+    const stalePartials = (await readdir(join(env.dataDir, 'partial'))).map((n) => n.replace(/\.part$/, ''));
+    expect(stalePartials.filter((sha) => selectedShas.has(sha))).toEqual([]);
+    // keepSnapshots complete snapshots to roll back to, whatever the kills left.
+    expect((await listSnapshots(new Layout(env.dataDir))).length).toBe(2);
 
     // Nothing complete was fetched twice: what the upstream sent for items is
     // at most every file once, plus one (largest) partial file per kill.
     const itemRecords = proxy.log.filter((r) => isItem(r.path));
     for (const r of itemRecords) expect(everSelected.has(r.path), `fetched ${r.path}, which was never selected`).toBe(true);
+    // Exactly: no file is asked for again after a run stored it.
+    const refetched = proxy.log
+      .map((r, i) => ({ r, run: runOf[i] ?? Infinity }))
+      .filter(({ r, run }) => isItem(r.path) && storedIn.has(r.path) && run > storedIn.get(r.path)!)
+      .map(({ r, run }) => `${r.path} (stored in run ${storedIn.get(r.path)}, fetched again in run ${run === Infinity ? 'final' : run})`);
+    expect(refetched).toEqual([]);
     const sent = itemRecords.reduce((n, r) => n + r.bytes, 0);
     const needed = [...everSelected.values()].reduce((n, s) => n + s, 0);
     const allowance = kills.length * maxItem;
@@ -241,7 +293,7 @@ describe('crash safety: SIGKILL at random moments', () => {
       `crash: seed ${SEED}; ${kills.length} kills (${JSON.stringify(byTrigger)}), ${completedRuns} runs finished unkilled, ` +
         `${mutations} upstream changes, ${staleLocks} stale locks taken over; left behind: ${JSON.stringify(states)}; ` +
         `item bytes sent ${sent} for ${needed} selected (+${sent - needed}, ${((100 * (sent - needed)) / needed).toFixed(1)}%), ` +
-        `bound ${needed + allowance}; ${Date.now() - t0} ms`,
+        `bound ${needed + allowance}; ${stalePartials.length} stale partial files of dropped versions; ${Date.now() - t0} ms`,
     );
     expect(sent).toBeLessThanOrEqual(needed + allowance);
     expect(staleLocks).toBeGreaterThan(0);

@@ -30,6 +30,24 @@ export async function sha256Of(file: string): Promise<string> {
   return h.digest('hex');
 }
 
+/**
+ * sha256 of a file, re-hashed only when its inode changed: any write to a
+ * file moves its ctime (which no one can set back), so an inode seen with
+ * the same size, mtime and ctime holds the bytes hashed before. Checks that
+ * run after every one of many kills stay fast without trusting any name.
+ */
+const hashed = new Map<string, { key: string; sha256: string }>();
+export async function sha256Cached(file: string): Promise<string> {
+  const st = await stat(file, { bigint: true });
+  const id = `${st.dev}:${st.ino}`;
+  const key = `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const known = hashed.get(id);
+  if (known?.key === key) return known.sha256;
+  const sha256 = await sha256Of(file);
+  hashed.set(id, { key, sha256 });
+  return sha256;
+}
+
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 export async function walkFiles(dir: string): Promise<string[]> {
@@ -56,18 +74,18 @@ export async function storeProblems(dataDir: string): Promise<{ problems: string
   const problems: string[] = [];
   const blobs = new Map<string, number>();
   const root = join(dataDir, 'blobs');
-  for (const file of await walkFiles(root)) {
+  await mapLimit(await walkFiles(root), 4, async (file) => {
     const rel = relative(root, file).split(sep);
     const name = rel.at(-1)!;
     if (rel.length !== 3 || rel[0] !== 'sha256' || !SHA256_RE.test(name) || rel[1] !== name.slice(0, 2)) {
       problems.push(`stray file in the store: ${relative(dataDir, file)}`);
-      continue;
+      return;
     }
-    const actual = await sha256Of(file);
+    const actual = await sha256Cached(file);
     if (actual !== name) problems.push(`blob ${name} hashes to ${actual}`);
     blobs.set(name, (await stat(file)).size);
-  }
-  return { problems, blobs };
+  });
+  return { problems: problems.sort(), blobs };
 }
 
 export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -106,6 +124,27 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = cliEnv()): Chi
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return Object.assign(child, { output: () => out, exited });
+}
+
+/** sha256 → size of every blob, by name only (no hashing). */
+export async function blobNames(dataDir: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const file of await walkFiles(join(dataDir, 'blobs', 'sha256'))) out.set(basename(file), (await stat(file)).size);
+  return out;
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 /** gpgv with a throwaway home, so nothing outside the test directory is read or written. */
@@ -183,26 +222,27 @@ export async function checkCurrent(dataDir: string, gpgv: Gpgv): Promise<TreeChe
   for (const e of Object.values(signedIndex.index)) e.path = e.path.replace(/\.sjson$/, '.json');
   if (JSON.stringify(signedIndex) !== JSON.stringify(index)) throw new Error('index.sjson and index.json disagree');
   const products = new Map<string, ProductsDocument>();
-  const items = new Map<string, string>();
-  for (const [cid, entry] of Object.entries(index.index)) {
-    const doc = JSON.parse((await docText(entry.path.replace(/\.json$/, ''), true)).json) as ProductsDocument;
+  const listed = new Map<string, { sha256: string; size: number }>();
+  const entries = Object.entries(index.index);
+  const docs = await Promise.all(entries.map(async ([, entry]) => JSON.parse((await docText(entry.path.replace(/\.json$/, ''), true)).json) as ProductsDocument));
+  entries.forEach(([cid, entry], i) => {
+    const doc = docs[i]!;
     if (doc.content_id !== cid) throw new Error(`${entry.path} is ${doc.content_id}, the index says ${cid}`);
     products.set(cid, doc);
     for (const p of Object.values(doc.products)) {
-      for (const v of Object.values(p.versions)) {
-        for (const item of Object.values(v.items)) {
-          if (items.has(item.path)) continue;
-          const file = join(root, item.path);
-          const st = await stat(file).catch(() => undefined);
-          if (!st) throw new Error(`${item.path} is listed by snapshot ${id} but missing`);
-          if (st.size !== item.size) throw new Error(`${item.path}: ${st.size} bytes, listed as ${item.size}`);
-          const actual = await sha256Of(file);
-          if (actual !== item.sha256) throw new Error(`${item.path} hashes to ${actual}, listed as ${item.sha256}`);
-          items.set(item.path, item.sha256);
-        }
-      }
+      for (const v of Object.values(p.versions)) for (const item of Object.values(v.items)) listed.set(item.path, item);
     }
-  }
+  });
+  const items = new Map<string, string>();
+  await mapLimit([...listed], 4, async ([path, item]) => {
+    const file = join(root, path);
+    const st = await stat(file).catch(() => undefined);
+    if (!st) throw new Error(`${path} is listed by snapshot ${id} but missing`);
+    if (st.size !== item.size) throw new Error(`${path}: ${st.size} bytes, listed as ${item.size}`);
+    const actual = await sha256Cached(file);
+    if (actual !== item.sha256) throw new Error(`${path} hashes to ${actual}, listed as ${item.sha256}`);
+    items.set(path, item.sha256);
+  });
   return { id, root, items, products };
 }
 
