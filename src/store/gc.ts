@@ -90,4 +90,9 @@ async function removeLeftovers(layout: Layout): Promise<void> {
   for (const n of manifests) {
     if (n.includes('.tmp-')) await unlink(join(layout.manifestsDir, n)).catch(() => undefined);
   }
+  // Symlinks half-made by a kill during a switch (`current.tmp-<pid>`, `bootloaders.tmp-<pid>`).
+  const top = await readdir(layout.dataDir).catch(() => [] as string[]);
+  for (const n of top) {
+    if (/^(current|bootloaders)\.tmp-/.test(n)) await unlink(join(layout.dataDir, n)).catch(() => undefined);
+  }
 }

@@ -273,3 +273,21 @@ describe('gc: partial files', () => {
     expect(await readdir(layout.partialDir)).toEqual([`${'b'.repeat(64)}.part`]);
   });
 });
+
+describe('gc: leftovers of a kill', () => {
+  it('removes half-made switch links and half-built snapshots, never current', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const layout = new Layout(env.dataDir);
+    const { mkdir, symlink, readlink: rl } = await import('node:fs/promises');
+    await symlink('snapshots/x', join(env.dataDir, 'current.tmp-4242'));
+    await symlink('bootloaders.d/x', join(env.dataDir, 'bootloaders.tmp-4242'));
+    await mkdir(join(layout.snapshotsDir, '.building-20990101T000000000Z-abcdef'), { recursive: true });
+    const current = await rl(layout.current);
+    await collectGarbage({ layout, store: new BlobStore(layout), keepSnapshots: 3, partialProtectionMs: 0 });
+    const left = await readdir(env.dataDir);
+    expect(left.filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(layout.snapshotsDir)).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(await rl(layout.current)).toBe(current);
+  });
+});
