@@ -1,3 +1,5 @@
+import type { ManifestFile } from './store/manifest.js';
+
 /**
  * The one registry of failures. Every error the mirror raises on purpose is a
  * subclass of MirrorError with a stable `code` (for logs, JSON output and
@@ -185,6 +187,55 @@ export class AbortedError extends MirrorError {
   readonly code = 'MM_ABORTED';
   constructor(message = 'the operation was aborted') {
     super(message);
+  }
+}
+
+// What the servers answer (HTTP and TFTP).
+
+export class AmbiguousHashError extends MirrorError {
+  readonly code = 'MM_HASH_AMBIGUOUS';
+  constructor(
+    readonly prefix: string,
+    readonly candidates: readonly string[],
+  ) {
+    super(
+      `hash prefix ${prefix} matches more than one file of the current snapshot (${candidates.join(', ')}); ` +
+        `ask again with more hex digits of the sha256 you mean`,
+    );
+  }
+  override toJSON() {
+    return { ...super.toJSON(), prefix: this.prefix, candidates: this.candidates };
+  }
+}
+
+export class NotHeldError extends MirrorError {
+  readonly code = 'MM_NOT_HELD';
+  constructor(readonly file: ManifestFile & { readonly path: string }) {
+    super(
+      `${file.path} is listed by the current snapshot but not yet held; pull-through not available ` +
+        `(on-demand source "${file.source}"): sync that source without onDemand, or retry once it is held`,
+    );
+  }
+}
+
+export class NoSnapshotError extends MirrorError {
+  readonly code = 'MM_NO_SNAPSHOT';
+  constructor(what = 'snapshot') {
+    super(`no ${what} has been published yet; run "maas-mirror sync" and try again`);
+  }
+}
+
+export class MethodNotAllowedError extends MirrorError {
+  readonly code = 'MM_METHOD_NOT_ALLOWED';
+  constructor(method: string) {
+    super(`${method} is not served here: this mirror is read-only, use GET or HEAD`);
+  }
+}
+
+export class ListenError extends MirrorError {
+  readonly code = 'MM_HTTP_LISTEN';
+  constructor(address: string, reason: string, options?: { cause?: unknown }) {
+    super(`cannot listen on ${address}: ${reason}; free that port or change http.listen in the configuration`, options);
   }
 }
 

@@ -1,5 +1,5 @@
-import { NotFoundError, UnsafePathError } from '../errors.js';
-import { NoSnapshotError, NotHeldError, type Namespace } from '../store/namespace.js';
+import { NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
+import type { Namespace } from '../store/namespace.js';
 import { TftpAccessError } from '../tftp/errors.js';
 import type { TftpOpen } from '../tftp/files.js';
 

@@ -1,24 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isMirrorError, MirrorError, NotFoundError, UnsafePathError } from '../errors.js';
+import { AmbiguousHashError, isMirrorError, MethodNotAllowedError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { AmbiguousHashError, NoSnapshotError, NotHeldError } from '../store/namespace.js';
 import { addBytes } from './access-log.js';
-
-// TODO(errors.ts owner): move these two into src/errors.ts with the namespace ones.
-
-export class MethodNotAllowedError extends MirrorError {
-  readonly code = 'MM_METHOD_NOT_ALLOWED';
-  constructor(method: string) {
-    super(`${method} is not served here: this mirror is read-only, use GET or HEAD`);
-  }
-}
-
-export class ListenError extends MirrorError {
-  readonly code = 'MM_HTTP_LISTEN';
-  constructor(address: string, reason: string, options?: { cause?: unknown }) {
-    super(`cannot listen on ${address}: ${reason}; free that port or change http.listen in the configuration`, options);
-  }
-}
 
 export function statusOf(err: unknown): number {
   if (err instanceof UnsafePathError) return 400;

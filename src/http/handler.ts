@@ -3,12 +3,12 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage as Request, ServerResponse as Response } from 'node:http';
-import { errnoOf, NotFoundError, UnsafePathError } from '../errors.js';
+import { errnoOf, MethodNotAllowedError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { NotHeldError, safeRelativePath, type Located, type Namespace, type OpenedFile, type Target } from '../store/namespace.js';
+import { safeRelativePath, type Located, type Namespace, type OpenedFile, type Target } from '../store/namespace.js';
 import type { ContentCache } from './content-cache.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
-import { MethodNotAllowedError, sendError } from './errors.js';
+import { sendError } from './errors.js';
 import type { PullThrough } from './pull-through.js';
 import { sendEntity } from './send.js';
 

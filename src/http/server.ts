@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Listen } from '../config/load.js';
 import { createHttpApp, ROUTES_PREFIX, type HttpApp, type HttpAppOptions } from './app.js';
-import { ListenError } from './errors.js';
+import { ListenError } from '../errors.js';
 
 export interface HttpServerOptions extends HttpAppOptions {
   /** Overrides config.http.listen (tests listen on port 0). */

@@ -10,6 +10,7 @@ import type { Layout } from '../store/layout.js';
 import type { ManifestFile } from '../store/manifest.js';
 import { translateError, UpstreamClient } from './client.js';
 import { joinUrl } from './url.js';
+import { drained } from '../http/drained.js';
 
 export class UpstreamUnavailableError extends MirrorError {
   readonly code = 'MM_UPSTREAM_UNAVAILABLE';
@@ -222,18 +223,6 @@ export class PullThroughService {
   async close(): Promise<void> {
     await this.client?.close();
   }
-}
-
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((ok) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      ok();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 function reply(res: ServerResponse, status: number, message: string): void {

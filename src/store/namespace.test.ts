@@ -2,16 +2,13 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { posix, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { publishSnapshot, sha256, snapshotId, switchCurrent, tempDataDir, type TempData } from '../../test/http/fixture.js';
-import { NotFoundError, UnsafePathError } from '../errors.js';
+import { AmbiguousHashError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import {
-  AmbiguousHashError,
   bootloaderCandidates,
   classify,
   matchPrefix,
   MAX_PATH_LENGTH,
   Namespace,
-  NoSnapshotError,
-  NotHeldError,
   safeRelativePath,
 } from './namespace.js';
 

@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { errnoOf, MirrorError, NotFoundError, UnsafePathError } from '../errors.js';
+import { AmbiguousHashError, errnoOf, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Layout } from './layout.js';
 import { readManifest, type ManifestFile, type SnapshotManifest } from './manifest.js';
@@ -13,43 +13,6 @@ import { readManifest, type ManifestFile, type SnapshotManifest } from './manife
  * path that is safe, a hash prefix or a bootloader name means the same
  * thing whichever protocol asked.
  */
-
-// ---------------------------------------------------------------------------
-// Errors. TODO(errors.ts owner): move these into src/errors.ts; they live here
-// only because this change may not touch that file.
-
-export class AmbiguousHashError extends MirrorError {
-  readonly code = 'MM_HASH_AMBIGUOUS';
-  constructor(
-    readonly prefix: string,
-    readonly candidates: readonly string[],
-  ) {
-    super(
-      `hash prefix ${prefix} matches more than one file of the current snapshot (${candidates.join(', ')}); ` +
-        `ask again with more hex digits of the sha256 you mean`,
-    );
-  }
-  override toJSON() {
-    return { ...super.toJSON(), prefix: this.prefix, candidates: this.candidates };
-  }
-}
-
-export class NotHeldError extends MirrorError {
-  readonly code = 'MM_NOT_HELD';
-  constructor(readonly file: ManifestFile & { readonly path: string }) {
-    super(
-      `${file.path} is listed by the current snapshot but not yet held; pull-through not available ` +
-        `(on-demand source "${file.source}"): sync that source without onDemand, or retry once it is held`,
-    );
-  }
-}
-
-export class NoSnapshotError extends MirrorError {
-  readonly code = 'MM_NO_SNAPSHOT';
-  constructor(what = 'snapshot') {
-    super(`no ${what} has been published yet; run "maas-mirror sync" and try again`);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Path safety: pure, no I/O.

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
+import { drained } from '../../src/http/drained.js';
 
 /**
  * A real HTTP proxy on 127.0.0.1 between the mirror and the fixture upstream:
@@ -129,15 +130,7 @@ export class FaultProxy {
       if (res.destroyed || res.writableEnded) return Promise.resolve();
       record.bytes += chunk.length;
       if (res.write(chunk)) return Promise.resolve();
-      return new Promise((ok) => {
-        const done = () => {
-          res.off('drain', done);
-          res.off('close', done);
-          ok();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
+      return drained(res);
     };
     const upstreamHeaders = (over: Record<string, string | undefined> = {}) => {
       const h: Record<string, string> = {};

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ListenError, formatListen, startHttpServer } from '../../src/http/index.js';
+import { ListenError } from '../../src/errors.js';
+import { formatListen, startHttpServer } from '../../src/http/index.js';
 import { parseListen } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
 import { publishSnapshot, sampleTree, snapshotId, tempDataDir, type TempData } from './fixture.js';
