@@ -21,6 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Pool } from 'undici';
 import type { BenchRow } from './lib.js';
+import { startNginx } from './nginx.js';
 
 export type { BenchRow } from './lib.js';
 
@@ -31,8 +32,10 @@ export interface BenchHttpOptions {
   readonly downloads?: number;
   /** Concurrent downloads for the RSS figure (default 100). */
   readonly rssDownloads?: number;
-  /** Seconds of load per metadata run (default 8). */
+  /** Seconds of load per metadata run (default 4). */
   readonly seconds?: number;
+  /** Turns per contender, best kept (default 3). */
+  readonly rounds?: number;
   /** Connections of the metadata load generator (default 32). */
   readonly connections?: number;
   readonly log?: (line: string) => void;
@@ -40,13 +43,15 @@ export interface BenchHttpOptions {
 
 const PREFIX = '/maas/images/ephemeral-v3/stable/';
 const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
+const META = 'streams/v1/index.sjson';
 const SNAPSHOT = '20261126T201500Z-b3c4d5';
 const run = promisify(execFile);
 
 export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]> {
   const log = opts.log ?? (() => undefined);
   const bigMB = opts.bigMB ?? 500;
-  const seconds = opts.seconds ?? 8;
+  const seconds = opts.seconds ?? 4;
+  const rounds = opts.rounds ?? 3;
   const connections = opts.connections ?? 32;
   const downloads = opts.downloads ?? 16;
   const rssDownloads = opts.rssDownloads ?? 100;
@@ -54,40 +59,40 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
   // nginx workers drop root for "nobody": the tree must be readable by others.
   await chmod(work, 0o755);
   const children: ChildProcess[] = [];
+  const stops: (() => Promise<void>)[] = [];
   try {
     log(`building a snapshot with a ${bigMB} MB item in ${work}`);
     const dataDir = join(work, 'data');
     await buildSnapshot(dataDir, bigMB);
     const tree = join(dataDir, 'snapshots', SNAPSHOT);
 
-    const ours = await startOurs(dataDir, join(work, 'ours-access.log'));
+    const ours = await startOurs(['--serve', dataDir, join(work, 'ours-access.log')]);
     children.push(ours.child);
-    const nginx = await startNginx(work, tree);
-    children.push(nginx.child);
-    const oursBase = `http://127.0.0.1:${ours.port}`;
-    const nginxBase = `http://127.0.0.1:${nginx.port}`;
-    const meta = `${PREFIX}streams/v1/index.sjson`;
-    const big = `${PREFIX}${BIG}`;
+    const floor = await startOurs(['--floor', join(tree, META), join(tree, BIG)]);
+    children.push(floor.child);
+    const nginx = await startNginx(tree, work, { location: PREFIX, accessLog: true });
+    stops.push(() => nginx.stop());
+    const bases = [nginx.url, `http://127.0.0.1:${ours.port}${PREFIX}`, `http://127.0.0.1:${floor.port}${PREFIX}`];
 
-    // Warm both (page cache, our content cache, JIT) before measuring.
-    await curlAll(`${oursBase}${big}`, 2);
-    await metadataLoad(`${nginxBase}${meta}`, 2, connections);
-    await metadataLoad(`${oursBase}${meta}`, 2, connections);
+    // Warm all (page cache, our content cache, JIT) before measuring.
+    await curlAll(`${bases[1]}${BIG}`, 2);
+    for (const b of bases) await metadataLoad(`${b}${META}`, 2, connections);
 
-    log('metadata requests/s…');
-    const nMeta = await metadataLoad(`${nginxBase}${meta}`, seconds, connections);
-    const oMeta = await metadataLoad(`${oursBase}${meta}`, seconds, connections);
-    log(`  nginx ${nMeta.rps.toFixed(0)}, ours ${oMeta.rps.toFixed(0)} (${oMeta.tool})`);
+    // The machine is shared: runs are taken in turns and the best of each kept, so a burst elsewhere hits all alike.
+    log(`metadata requests/s, best of ${rounds} turns…`);
+    const meta = await bestOf(bases.map((b) => async () => (await metadataLoad(`${b}${META}`, seconds, connections)).rps), rounds);
+    const [nMeta, oMeta, fMeta] = meta as [number, number, number];
+    log(`  nginx ${nMeta.toFixed(0)}, ours ${oMeta.toFixed(0)}, node:http floor ${fMeta.toFixed(0)}`);
 
-    log(`${downloads} concurrent downloads of ${bigMB} MB…`);
-    const nBig = await curlAll(`${nginxBase}${big}`, downloads);
-    const oBig = await curlAll(`${oursBase}${big}`, downloads);
-    log(`  nginx ${nBig.toFixed(0)} MB/s, ours ${oBig.toFixed(0)} MB/s`);
+    log(`${downloads} concurrent downloads of ${bigMB} MB, best of ${rounds} turns…`);
+    const big = await bestOf(bases.map((b) => () => curlAll(`${b}${BIG}`, downloads)), rounds);
+    const [nBig, oBig, fBig] = big as [number, number, number];
+    log(`  nginx ${nBig.toFixed(0)} MB/s, ours ${oBig.toFixed(0)} MB/s, floor ${fBig.toFixed(0)} MB/s`);
 
     log(`${rssDownloads} concurrent downloads for peak RSS…`);
     const before = await procStatus(ours.child.pid!);
     const sampler = sampleRss(ours.child.pid!);
-    const oMany = await curlAll(`${oursBase}${big}`, rssDownloads, 6);
+    const oMany = await curlAll(`${bases[1]}${BIG}`, rssDownloads, 6);
     const during = sampler.stop();
     const after = await procStatus(ours.child.pid!);
     log(`  ${oMany.toFixed(0)} MB/s; RSS before ${before.rss} MB, max sampled ${during} MB, VmHWM ${after.hwm} MB`);
@@ -97,11 +102,20 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
       {
         group: 'http',
         name: 'index.sjson requests/s',
-        value: Math.round(oMeta.rps),
+        value: Math.round(oMeta),
         unit: 'req/s',
-        baseline: Math.round(nMeta.rps),
-        ratio: ratio(oMeta.rps, nMeta.rps),
-        note: `${oMeta.tool}, ${connections} connections, ${seconds}s; baseline nginx (1 worker); target ratio ≥ 0.5`,
+        baseline: Math.round(nMeta),
+        ratio: ratio(oMeta, nMeta),
+        note: `${tool()}, ${connections} connections, best of ${rounds} × ${seconds}s taken in turns; baseline nginx (1 worker, access log on); target ratio ≥ 0.5`,
+      },
+      {
+        group: 'http',
+        name: 'index.sjson requests/s: node:http floor (reference, not our server)',
+        value: Math.round(fMeta),
+        unit: 'req/s',
+        baseline: Math.round(nMeta),
+        ratio: ratio(fMeta, nMeta),
+        note: 'a bare node:http responder writing the same bytes and headers from memory, no log, no checks: what the runtime allows on this host',
       },
       {
         group: 'http',
@@ -110,7 +124,16 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
         unit: 'MB/s',
         baseline: Math.round(nBig),
         ratio: ratio(oBig, nBig),
-        note: 'aggregate, curl -o /dev/null; baseline nginx (1 worker, sendfile); target ratio ≥ 0.8',
+        note: `aggregate, curl -o /dev/null, best of ${rounds} turns; baseline nginx (1 worker, sendfile); target ratio ≥ 0.8`,
+      },
+      {
+        group: 'http',
+        name: `${downloads}×${bigMB} MB concurrent downloads: node:http floor (reference, not our server)`,
+        value: Math.round(fBig),
+        unit: 'MB/s',
+        baseline: Math.round(nBig),
+        ratio: ratio(fBig, nBig),
+        note: 'a bare node:http responder piping fs.createReadStream, no checks: Node has no sendfile, so every byte is copied through user space',
       },
       {
         group: 'http',
@@ -122,13 +145,14 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
     ];
   } finally {
     for (const c of children) c.kill('SIGTERM');
+    for (const stop of stops) await stop().catch(() => undefined);
     await rm(work, { recursive: true, force: true });
   }
 }
 
 // ---------------------------------------------------------------------------
 
-async function buildSnapshot(dataDir: string, bigMB: number): Promise<void> {
+export async function buildSnapshot(dataDir: string, bigMB: number): Promise<void> {
   const tree = join(dataDir, 'snapshots', SNAPSHOT);
   await mkdir(join(tree, 'streams/v1'), { recursive: true });
   // Random-ish and fully written: a 1 MiB random block, varied per MiB, so nothing compresses or is sparse.
@@ -171,8 +195,9 @@ async function buildSnapshot(dataDir: string, bigMB: number): Promise<void> {
   await symlink(join('snapshots', SNAPSHOT), join(dataDir, 'current'));
 }
 
-async function startOurs(dataDir: string, accessLog: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', dataDir, accessLog], {
+/** This file in a child process (our server, or the floor responder); resolves with its port. */
+async function startOurs(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -187,68 +212,26 @@ async function startOurs(dataDir: string, accessLog: string): Promise<{ child: C
   return { child, port };
 }
 
-async function startNginx(work: string, tree: string): Promise<{ child: ChildProcess; port: number }> {
-  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0);
-  if (!nginx) throw new Error('nginx is not installed (apt-get install nginx); the benchmark needs it as the baseline');
-  const port = await freePort();
-  const dir = join(work, 'nginx');
-  await mkdir(dir, { recursive: true });
-  const conf = join(dir, 'nginx.conf');
-  await writeFile(
-    conf,
-    `daemon off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  types { application/json json; application/octet-stream bin; }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
-    location ${PREFIX} { alias ${tree}/; }
-  }
-}
-`,
-  );
-  const child = spawn(nginx, ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}${PREFIX}streams/v1/index.sjson`);
-      await res.arrayBuffer();
-      if (res.ok) return { child, port };
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill();
-  throw new Error(`nginx did not start; see ${dir}/error.log`);
+function hasWrk(): boolean {
+  return spawnSync('wrk', ['--version']).error === undefined;
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+function tool(): string {
+  return hasWrk() ? 'wrk -t1' : 'undici Pool loop';
+}
+
+/** Best of n runs of each contender, taken in turns. */
+async function bestOf(contenders: (() => Promise<number>)[], n: number): Promise<number[]> {
+  const top = contenders.map(() => 0);
+  for (let i = 0; i < n; i++) {
+    for (const [j, run] of contenders.entries()) top[j] = Math.max(top[j] ?? 0, await run());
+  }
+  return top;
 }
 
 /** Requests/s: wrk when installed, else a keep-alive undici Pool loop. */
 async function metadataLoad(url: string, seconds: number, connections: number): Promise<{ rps: number; tool: string }> {
-  if (spawnSync('wrk', ['--version']).error === undefined) {
+  if (hasWrk()) {
     const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, url]);
     const m = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
     if (!m) throw new Error(`cannot read wrk's output:\n${stdout}`);
@@ -332,6 +315,39 @@ async function serve(dataDir: string, accessLog: string): Promise<void> {
   });
 }
 
+/**
+ * Child mode: the least a node:http server can do for the same two URLs:
+ * the metadata bytes and headers from memory, the big file piped from a read
+ * stream; no access log, no lookups, no checks.
+ */
+async function floor(metaPath: string, bigPath: string): Promise<void> {
+  const { createServer } = await import('node:http');
+  const { createReadStream, statSync } = await import('node:fs');
+  const meta = await readFile(metaPath);
+  const headers = [
+    'ETag', `"${createHash('sha256').update(meta).digest('hex')}"`,
+    'Last-Modified', new Date().toUTCString(),
+    'Cache-Control', 'no-cache',
+    'Accept-Ranges', 'bytes',
+    'X-Content-Type-Options', 'nosniff',
+    'Vary', 'Accept-Encoding',
+    'Content-Type', 'text/plain; charset=utf-8',
+    'Content-Length', String(meta.length),
+  ];
+  const bigSize = statSync(bigPath).size;
+  const server = createServer((req, res) => {
+    if (req.url?.endsWith(META)) {
+      res.writeHead(200, headers);
+      res.end(meta);
+    } else {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': bigSize });
+      createReadStream(bigPath, { highWaterMark: 512 * 1024 }).pipe(res);
+    }
+  });
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`LISTENING ${(server.address() as { port: number }).port}\n`));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
 function printTable(rows: BenchRow[]): void {
   for (const r of rows) {
     const base = r.baseline === undefined ? '' : `  nginx ${r.baseline} ${r.unit}  ratio ${r.ratio}`;
@@ -342,6 +358,8 @@ function printTable(rows: BenchRow[]): void {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (process.argv[2] === '--serve') {
     await serve(process.argv[3]!, process.argv[4]!);
+  } else if (process.argv[2] === '--floor') {
+    await floor(process.argv[3]!, process.argv[4]!);
   } else {
     const rows = await benchHttp({ log: (l) => console.error(l) });
     printTable(rows);

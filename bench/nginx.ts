@@ -19,8 +19,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile. */
-export async function startNginx(root: string, workDir: string): Promise<Nginx> {
+export interface NginxOptions {
+  /** URL path `root` is served under (default "/"). */
+  readonly location?: string;
+  /** Write an access log, as a production server would (default off). */
+  readonly accessLog?: boolean;
+}
+
+/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; one worker. */
+export async function startNginx(root: string, workDir: string, options: NginxOptions = {}): Promise<Nginx> {
+  const location = options.location ?? '/';
   if (!existsSync('/usr/sbin/nginx')) {
     execFileSync('apt-get', ['install', '-y', '-qq', 'nginx'], { stdio: 'inherit' });
   }
@@ -34,9 +42,9 @@ ${process.getuid?.() === 0 ? 'user root;' : ''}
 worker_processes 1;
 pid ${join(workDir, 'nginx', 'nginx.pid')};
 error_log ${join(workDir, 'nginx', 'error.log')} warn;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
-  access_log off;
+  access_log ${options.accessLog ? join(workDir, 'nginx', 'access.log') : 'off'};
   sendfile on;
   tcp_nopush on;
   keepalive_requests 100000;
@@ -49,14 +57,13 @@ http {
   scgi_temp_path ${join(workDir, 'nginx')};
   server {
     listen 127.0.0.1:${port};
-    root ${root};
-    location / { }
+    location ${location} { alias ${root}/; }
   }
 }
 `,
   );
   const proc: ChildProcess = spawn('/usr/sbin/nginx', ['-c', conf, '-p', join(workDir, 'nginx')], { stdio: 'inherit' });
-  const url = `http://127.0.0.1:${port}/`;
+  const url = `http://127.0.0.1:${port}${location}`;
   for (let i = 0; i < 100; i++) {
     try {
       const r = await fetch(url + 'streams/v1/index.json', { method: 'HEAD' });

@@ -4,10 +4,11 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { Layout } from '../store/layout.js';
 import { Namespace } from '../store/namespace.js';
-import { logAccess } from './access-log.js';
+import { AccessLog } from './access-log.js';
 import { ContentCache, type ContentCacheOptions } from './content-cache.js';
 import { sendError } from './errors.js';
 import { createFileHandler } from './handler.js';
+import { HotAnswers } from './hot.js';
 import type { PullThrough } from './pull-through.js';
 
 /** Requests under this prefix go through express (and the `routes` hook) on the listening server. */
@@ -43,6 +44,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   const logger = options.logger.child({ component: 'http' });
   const namespace = options.namespace ?? new Namespace({ layout: options.layout, logger });
   const cache = new ContentCache(options.cache);
+  const hot = new HotAnswers();
   const files = createFileHandler({
     namespace,
     cache,
@@ -50,18 +52,20 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     keysDir: options.layout.keysDir,
     logger,
     pullThrough: options.pullThrough,
+    hot,
   });
 
+  const access = new AccessLog(logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use((req: Request, res: Response, next: NextFunction) => {
-    logAccess(logger, req, res);
+    access.watch(req, res);
     next();
   });
   options.routes?.(app);
   app.use((req: Request, res: Response, next: NextFunction) => {
-    files(req, res).catch(next);
+    files(req, res)?.catch(next);
   });
   // Express 5 hands rejected promises here; the body never carries a stack.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
@@ -72,11 +76,12 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     invalidate(): void {
       namespace.invalidate();
       cache.clear();
+      hot.clear();
     },
     namespace,
     serveFile(req: IncomingMessage, res: ServerResponse): void {
-      logAccess(logger, req, res);
-      files(req, res).catch((err: unknown) => sendError(req, res, err, logger));
+      access.watch(req, res);
+      files(req, res)?.catch((err: unknown) => sendError(req, res, err, logger));
     },
   });
 }

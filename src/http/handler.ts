@@ -10,6 +10,7 @@ import type { ContentCache } from './content-cache.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
 import { sendError } from './errors.js';
 import type { PullThrough } from './pull-through.js';
+import { sendHot, type HotAnswers } from './hot.js';
 import { sendEntity } from './send.js';
 
 export interface HandlerDeps {
@@ -20,6 +21,8 @@ export interface HandlerDeps {
   readonly keysDir: string;
   readonly logger: Logger;
   readonly pullThrough?: PullThrough;
+  /** Ready answers for small files, by request URL; cleared with the content cache. */
+  readonly hot: HotAnswers;
 }
 
 const KEYRINGS: Readonly<Record<string, string>> = { 'keyring.gpg': 'public.gpg', 'keyring.asc': 'public.asc' };
@@ -29,17 +32,28 @@ const KEYRINGS: Readonly<Record<string, string>> = { 'keyring.gpg': 'public.gpg'
  * bootloaders; 405 for anything but GET and HEAD. Plain node req/res, so the
  * listening server can call it without express on the hot path.
  */
-export function createFileHandler(deps: HandlerDeps): (req: Request, res: Response) => Promise<void> {
+export function createFileHandler(deps: HandlerDeps): (req: Request, res: Response) => Promise<void> | undefined {
   const treePrefix = deps.prefix.replace(/^\/+/, '');
-  return async (req: Request, res: Response): Promise<void> => {
+  // A remembered answer goes out synchronously: no promise, no microtask.
+  return (req: Request, res: Response): Promise<void> | undefined => {
+    const hot = deps.hot.get(req.url ?? '');
+    if (hot !== undefined && deps.namespace.trustedId(hot.root) === hot.rootId && (req.method === 'GET' || req.method === 'HEAD')) {
+      sendHot(req, res, hot);
+      return undefined;
+    }
+    return answer(req, res);
+  };
+
+  async function answer(req: Request, res: Response): Promise<void> {
+    const url = req.url ?? '';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(req, res, new MethodNotAllowedError(req.method ?? '?'), deps.logger);
       return;
     }
-    const raw = rawPath(req.url ?? '');
+    const raw = rawPath(url);
     const safe = raw === undefined ? undefined : safeRelativePath(raw, { decode: true });
     if (safe === undefined) {
-      sendError(req, res, new UnsafePathError((raw ?? req.url ?? '').slice(0, 200), 'the request'), deps.logger);
+      sendError(req, res, new UnsafePathError((raw ?? url).slice(0, 200), 'the request'), deps.logger);
       return;
     }
     const keyring = KEYRINGS[safe];
@@ -71,7 +85,7 @@ export function createFileHandler(deps: HandlerDeps): (req: Request, res: Respon
         return;
       }
     }
-  };
+  }
 }
 
 async function serveTarget(req: Request, res: Response, target: Target, deps: HandlerDeps): Promise<void> {
@@ -102,15 +116,17 @@ async function serveTarget(req: Request, res: Response, target: Target, deps: Ha
     cacheControl: CACHE_REVALIDATE,
   };
   if ('data' in got) {
-    await sendEntity(req, res, {
+    const entity = {
       ...base,
       size: got.data.length,
       etag: quoteTag(got.sha256),
       lastModified: got.lastModified,
       gzip: got.gzip,
       negotiated: compressible(target.kind, target.path, got.data.length),
-      body: { kind: 'buffer', data: got.data },
-    });
+      body: { kind: 'buffer' as const, data: got.data },
+    };
+    deps.hot.remember(req.url ?? '', target.kind === 'bootloader' ? 'bootloaders' : 'current', target.rootId, entity);
+    await sendEntity(req, res, entity);
     return;
   }
   const file: OpenedFile = got;

@@ -12,6 +12,11 @@ import { ifRangeAllows, parseRange } from './range.js';
  */
 export const READ_CHUNK = 512 * 1024;
 
+/** A gzipped representation is another representation: it needs its own strong tag. */
+export function gzipTag(etag: string): string {
+  return `${etag.slice(0, -1)}-gzip"`;
+}
+
 /**
  * Answers a GET or HEAD for one entity: preconditions, Range, gzip, then the
  * body from memory or copied from the already open file (never re-opened by
@@ -21,8 +26,7 @@ export const READ_CHUNK = 512 * 1024;
 export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: Entity): Promise<void> {
   const rangeHeader = req.headers.range;
   const gzip = e.gzip !== undefined && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']) ? e.gzip : undefined;
-  // A gzipped representation is another representation: it needs its own strong tag.
-  const etag = gzip ? `${e.etag.slice(0, -1)}-gzip"` : e.etag;
+  const etag = gzip ? gzipTag(e.etag) : e.etag;
 
   res.setHeader('ETag', etag);
   res.setHeader('Last-Modified', e.lastModified.toUTCString());

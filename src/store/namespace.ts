@@ -219,7 +219,10 @@ export class Namespace {
   private readonly bootRoots = new LRUCache<string, Promise<string>>({ max: 4 });
   private readonly bootNames: LRUCache<string, Located>;
   private readonly linkTtlMs: number;
-  private readonly links = new Map<string, { readonly id: Promise<string | undefined>; readonly until: number }>();
+  // Layout builds paths on each access; the hot path asks for these on every request.
+  private readonly currentLink: string;
+  private readonly bootloadersLink: string;
+  private readonly links = new Map<string, { readonly id: Promise<string | undefined>; readonly until: number; settled?: string }>();
 
   constructor(options: NamespaceOptions) {
     this.layout = options.layout;
@@ -227,6 +230,8 @@ export class Namespace {
     this.prefixes = new LRUCache({ max: options.prefixCacheSize ?? 10_000 });
     this.bootNames = new LRUCache({ max: 1_000 });
     this.linkTtlMs = options.linkTtlMs ?? 1_000;
+    this.currentLink = this.layout.current;
+    this.bootloadersLink = this.layout.bootloaders;
   }
 
   /** Drops every cached index and answer; call after a publish (reads also notice `current` changing on their own). */
@@ -240,12 +245,12 @@ export class Namespace {
 
   /** The snapshot `current` points at (read at most once per linkTtlMs unless fresh). */
   currentId(options: { fresh?: boolean } = {}): Promise<string | undefined> {
-    return this.linkId(this.layout.current, options.fresh);
+    return this.linkId(this.currentLink, options.fresh);
   }
 
   /** The unpacked bootloaders `bootloaders` points at. */
   bootloadersId(options: { fresh?: boolean } = {}): Promise<string | undefined> {
-    return this.linkId(this.layout.bootloaders, options.fresh);
+    return this.linkId(this.bootloadersLink, options.fresh);
   }
 
   private linkId(link: string, fresh = false): Promise<string | undefined> {
@@ -253,9 +258,23 @@ export class Namespace {
     const known = this.links.get(link);
     if (known && !fresh && now < known.until) return known.id;
     const id = this.readId(link);
-    this.links.set(link, { id, until: now + this.linkTtlMs });
-    id.catch(() => this.links.delete(link));
+    const entry: { id: Promise<string | undefined>; until: number; settled?: string } = { id, until: now + this.linkTtlMs };
+    this.links.set(link, entry);
+    id.then(
+      (value) => (entry.settled = value),
+      () => this.links.delete(link),
+    );
     return id;
+  }
+
+  /**
+   * What `current` (or `bootloaders`) names right now if a read of it is
+   * still trusted, without waiting: undefined means "ask currentId()". Lets a
+   * cached answer be served with no await at all.
+   */
+  trustedId(root: 'current' | 'bootloaders'): string | undefined {
+    const known = this.links.get(root === 'current' ? this.currentLink : this.bootloadersLink);
+    return known && Date.now() < known.until ? known.settled : undefined;
   }
 
   /** The manifest of the current snapshot, or undefined before the first publish. */

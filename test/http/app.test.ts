@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
@@ -401,10 +403,57 @@ describe('methods, hooks, log', () => {
     expect(typeof access[0]!.ms).toBe('number');
     expect(String(access[0]!.client)).toMatch(/127\.0\.0\.1|::1/);
     expect(access[1]).toMatchObject({ method: 'GET', path: '/nope', status: 404 });
+    // The same envelope as every other line of the logger.
+    expect(Object.keys(access[0]!).slice(0, 4)).toEqual(['level', 'time', 'app', 'component']);
+    expect(access[0]).toMatchObject({ level: 'info', app: 'maas-mirror' });
+    expect(Number.isNaN(Date.parse(String(access[0]!.time)))).toBe(false);
+  });
+
+  it('logs odd paths as valid JSON and logs nothing below its level', async () => {
+    log.lines.length = 0;
+    // Raw on the wire (clients would percent-encode them): a quote and a backslash must come out as the same string.
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    socket.end('GET /x"y\\z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    for await (const _ of socket);
+    await new Promise<void>((r) => server.close(() => r()));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(log.lines.filter((l) => l.msg === 'request').map((l) => l.path)).toEqual(['/x"y\\z']);
+    const quiet = captureLogger('warn');
+    const a = createHttpApp({ config, layout: t.layout, logger: quiet.logger });
+    await request(a).get(PREFIX + 'streams/v1/index.json');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(quiet.lines).toEqual([]);
+  });
+
+  it('answers repeated small files from memory with exactly the headers of the first answer', async () => {
+    const fresh = createHttpApp({ config, layout: t.layout, logger: log.logger });
+    for (const [path, headers] of [
+      [PREFIX + 'streams/v1/index.sjson', { 'Accept-Encoding': 'identity' }],
+      [PREFIX + 'streams/v1/index.sjson', { 'Accept-Encoding': 'gzip' }],
+      ['/bootx64.efi', { 'Accept-Encoding': 'identity' }],
+    ] as const) {
+      const first = await request(fresh).get(path).set(headers).buffer(true).parse(binary);
+      const second = await request(fresh).get(path).set(headers).buffer(true).parse(binary);
+      const head = await request(fresh).head(path).set(headers);
+      expect(first.status, path).toBe(200);
+      const strip = (h: Record<string, string>) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date'));
+      expect(strip(second.headers), path).toEqual(strip(first.headers));
+      expect(strip(head.headers), path).toEqual(strip(first.headers));
+      expect(sha256(second.body as Buffer)).toBe(sha256(first.body as Buffer));
+      // Conditional and Range requests on a remembered URL keep their own answers.
+      expect((await request(fresh).get(path).set(headers).set('If-None-Match', first.headers.etag!)).status).toBe(304);
+      const part = await request(fresh).get(path).set('Range', 'bytes=0-3').buffer(true).parse(binary);
+      expect(part.status).toBe(206);
+      expect((part.body as Buffer).length).toBe(4);
+    }
   });
 
   it('follows a publish at once with invalidate(), and within linkTtlMs without', async () => {
     const quick = createHttpApp({ config, layout: t.layout, logger: log.logger, namespace: new Namespace({ layout: t.layout, linkTtlMs: 30 }) });
+    // Twice: the second answer comes from the ready-made answers, which must not outlive the switch either.
+    expect((await request(quick).get(PREFIX + 'streams/v1/index.json')).text).toBe(tree.metadata['streams/v1/index.json']);
     expect((await request(quick).get(PREFIX + 'streams/v1/index.json')).text).toBe(tree.metadata['streams/v1/index.json']);
     expect((await request(app).get(PREFIX + 'streams/v1/index.json')).text).toBe(tree.metadata['streams/v1/index.json']);
     const two = sampleTree('two');
