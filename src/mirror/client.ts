@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { Agent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
 import { AbortedError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
 import { parseRetryAfter } from './retry.js';
@@ -12,6 +13,14 @@ export interface UpstreamResponse {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Dispatcher.ResponseData['body'];
+}
+
+/** A writable that fails at once: how a stream() sink refuses a response. */
+export function failing(err: Error): Writable {
+  return new Writable({
+    construct: (done) => done(err),
+    write: (_c, _e, done) => done(err),
+  });
 }
 
 const USER_AGENT = 'maas-mirror/0.1 (+simplestreams mirror)';
@@ -54,6 +63,34 @@ export class UpstreamClient {
       throw new UpstreamHttpError(url, res.statusCode, parseRetryAfter(res.headers['retry-after']));
     }
     return { status: res.statusCode, headers: res.headers, body: res.body };
+  }
+
+  /**
+   * GET with the body written into what `sink` returns for the response's
+   * status and headers (a Writable); resolves once that writable finished.
+   * A status the caller cannot use should make `sink` return a writable
+   * that fails: the request is then aborted.
+   */
+  async stream(
+    url: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    sink: (status: number, headers: Record<string, string | string[] | undefined>) => Writable,
+  ): Promise<void> {
+    const u = new URL(url);
+    try {
+      await this.dispatcher.stream(
+        { origin: u.origin, path: u.pathname + u.search, method: 'GET', headers: { 'user-agent': USER_AGENT, ...headers }, signal },
+        ({ statusCode, headers: h }) => {
+          if (statusCode >= 400 || (statusCode >= 300 && statusCode !== 304)) {
+            return failing(new UpstreamHttpError(url, statusCode, parseRetryAfter(h['retry-after'])));
+          }
+          return sink(statusCode, h);
+        },
+      );
+    } catch (err) {
+      throw translateError(err, url);
+    }
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,4 @@
-import { createWriteStream } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
-import { once } from 'node:events';
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   AbortedError,
   ChecksumError,
@@ -13,7 +9,8 @@ import {
 import type { BlobStore } from '../store/blobs.js';
 import { rethrowDiskFull } from '../store/fsutil.js';
 import type { Layout } from '../store/layout.js';
-import { translateError, type UpstreamClient } from './client.js';
+import { BodyWriter } from './body-writer.js';
+import { failing, type UpstreamClient } from './client.js';
 import type { HashPool, PooledHash } from './hash-pool.js';
 import type { RateLimiter } from './ratelimit.js';
 import { withRetries } from './retry.js';
@@ -132,49 +129,54 @@ async function completePartial(req: DownloadRequest, ctx: DownloadContext, parti
 }
 
 async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: string, offset: number, hash: PooledHash): Promise<AttemptResult> {
-
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
   if (offset > 0) headers.range = `bytes=${offset}-`;
-  const res = await ctx.client.get(req.url, headers, ctx.signal);
-
-  let start = 0;
-  if (res.status === 206 && offset > 0) {
-    const cr = parseContentRange(res.headers['content-range']);
-    if (!cr || cr.start !== offset || cr.end !== req.size - 1 || (cr.total !== undefined && cr.total !== req.size)) {
-      // Only a 206 that continues exactly where we stopped is safe to append.
-      await res.body.dump().catch(() => undefined);
-      await unlink(partial).catch(() => undefined);
-      throw new UpstreamNetworkError(req.url, `bad Content-Range ${String(res.headers['content-range'])} on resume; starting again from zero`);
-    }
-    start = offset;
-  } else if (res.status !== 200 && res.status !== 206) {
-    await res.body.dump().catch(() => undefined);
-    throw new UpstreamNetworkError(req.url, `unexpected HTTP ${res.status}`);
-  }
-  const fresh = start === 0;
-  if (!fresh) await hash.updateFromFile(partial, start);
-
-  let received = 0;
-  const counter = new Counter(hash, req.size - start, (n) => {
-    received += n;
-    ctx.onBytes?.(n);
-  }, ctx.limiter, ctx.signal);
-  // flush: the data is fsynced before the stream closes, so a verified file is a durable one.
-  const out = createWriteStream(partial, { flags: fresh ? 'w' : 'r+', start, flush: true, highWaterMark: 1 << 20 });
+  let writer: BodyWriter | undefined;
+  let refused: Error | undefined;
   try {
-    await pipeline(res.body, counter, out);
+    await ctx.client.stream(req.url, headers, ctx.signal, (status, h) => {
+      let start = 0;
+      if (status === 206 && offset > 0) {
+        const cr = parseContentRange(h['content-range']);
+        if (!cr || cr.start !== offset || cr.end !== req.size - 1 || (cr.total !== undefined && cr.total !== req.size)) {
+          // Only a 206 that continues exactly where we stopped is safe to append.
+          refused = new UpstreamNetworkError(req.url, `bad Content-Range ${String(h['content-range'])} on resume; starting again from zero`);
+          return failing(refused);
+        }
+        start = offset;
+      } else if (status !== 200 && status !== 206) {
+        return failing(new UpstreamNetworkError(req.url, `unexpected HTTP ${status}`));
+      }
+      writer = new BodyWriter({
+        path: partial,
+        start,
+        limit: req.size - start,
+        hash,
+        onBytes: (n) => ctx.onBytes?.(n),
+        limiter: ctx.limiter,
+        signal: ctx.signal,
+        // A 200 starts again from zero; a matching 206 continues what the file holds.
+        prepare: start > 0 ? () => hash.updateFromFile(partial, start) : undefined,
+      });
+      return writer;
+    });
   } catch (err) {
-    // The stream may still be opening the file: unlinking before it closes would leave a new empty file behind.
-    if (!out.closed) await once(out, 'close').catch(() => undefined);
+    // The writer may still be opening the file: unlinking before it closes would leave a new empty file behind.
+    await (writer as BodyWriter | undefined)?.settled();
+    if (refused) {
+      await unlink(partial).catch(() => undefined);
+      throw refused;
+    }
     if (err instanceof SizeMismatchError) {
       await unlink(partial).catch(() => undefined);
-      throw new SizeMismatchError(req.url, req.size, start + received);
+      throw new SizeMismatchError(req.url, req.size, (writer?.start ?? 0) + err.actual);
     }
-    const e = rethrowDiskFull(translateError(err, req.url), partial);
+    const e = rethrowDiskFull(err, partial);
     if (e instanceof DiskFullError) await unlink(partial).catch(() => undefined);
     throw e;
   }
-  const total = start + received;
+  if (!writer) throw new UpstreamNetworkError(req.url, 'the upstream answered without a body');
+  const total = writer.start + writer.received;
   const actual = await hash.digest();
   if (total !== req.size || actual !== req.sha256) {
     await unlink(partial).catch(() => undefined);
@@ -182,7 +184,7 @@ async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: str
     throw new ChecksumError(req.url, req.sha256, actual);
   }
   await ctx.store.adopt(partial, req.sha256);
-  return { offset: start, fetched: received };
+  return { offset: writer.start, fetched: writer.received };
 }
 
 async function partialSize(file: string): Promise<number> {
@@ -200,36 +202,4 @@ export function parseContentRange(
   const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(s?.trim() ?? '');
   if (!m) return undefined;
   return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
-}
-
-/** Hashes and counts what passes; refuses to pass more than expected. */
-class Counter extends Transform {
-  private seen = 0;
-  constructor(
-    private readonly hash: PooledHash,
-    private readonly limit: number,
-    private readonly onBytes: (n: number) => void,
-    private readonly limiter?: RateLimiter,
-    private readonly signal?: AbortSignal,
-  ) {
-    super({ highWaterMark: 1 << 20 });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.limit) {
-      done(new SizeMismatchError('', this.limit, this.seen));
-      return;
-    }
-    const caughtUp = this.hash.update(chunk);
-    this.onBytes(chunk.length);
-    if (!caughtUp && !this.limiter?.enabled) {
-      done(null, chunk);
-      return;
-    }
-    Promise.all([caughtUp, this.limiter?.take(chunk.length, this.signal)]).then(
-      () => done(null, chunk),
-      () => done(new AbortedError()),
-    );
-  }
 }

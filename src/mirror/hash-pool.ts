@@ -72,7 +72,7 @@ export class HashPool {
       const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
       w.on('message', (m: { id: number; op: string; hex?: string; message?: string; bytes?: number; data?: ArrayBuffer }) => {
         if (m.op === 'ack') {
-          if (m.data && this.spare.length < MAX_SPARE) this.spare.push(m.data);
+          if (m.data) this.recycle(m.data);
           this.hashes.get(m.id)?.acked(m.bytes ?? 0);
           return;
         }
@@ -93,6 +93,11 @@ export class HashPool {
       });
       this.workers.push(w);
     }
+  }
+
+  /** @internal Keeps a batch buffer for the next download (a few dozen at most). */
+  recycle(data: ArrayBuffer): void {
+    if (this.spare.length < MAX_SPARE) this.spare.push(data);
   }
 
   /** A hasher bound to one worker (round robin). */
@@ -120,8 +125,6 @@ export class HashPool {
 }
 
 export class PooledHash {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
   private inFlight = 0;
   private drained: (() => void) | undefined;
   private done = false;
@@ -131,15 +134,6 @@ export class PooledHash {
     private readonly worker: Worker,
     readonly id: number,
   ) {}
-
-  /** Resolves at once, or once the worker has caught up when too much is queued for it. */
-  update(chunk: Buffer): Promise<void> | undefined {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= BATCH) this.flush();
-    if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
-    return new Promise((ok) => (this.drained = ok));
-  }
 
   /** @internal */
   acked(bytes: number): void {
@@ -151,14 +145,33 @@ export class PooledHash {
     }
   }
 
+  /** A batch buffer (a recycled one when there is one) to fill and pass to update. */
+  buffer(): ArrayBuffer {
+    return this.pool.spare.pop() ?? new ArrayBuffer(BATCH);
+  }
+
+  /**
+   * Hands over a buffer the caller filled (and will not touch again): it is
+   * transferred, not copied, and comes back to the pool for reuse. Resolves
+   * at once, or once the worker has caught up.
+   */
+  update(data: ArrayBuffer, length: number): Promise<void> | undefined {
+    if (length === 0) {
+      this.pool.recycle(data);
+      return undefined;
+    }
+    this.inFlight += length;
+    this.worker.postMessage({ op: 'update', id: this.id, data, length }, [data]);
+    if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
+    return new Promise((ok) => (this.drained = ok));
+  }
+
   /** Hash the first `length` bytes of a file (a partial download being resumed). */
   async updateFromFile(path: string, length: number): Promise<void> {
-    this.flush();
     if (length > 0) await this.pool.request(this.worker, this.id, { op: 'file', id: this.id, path, length });
   }
 
   async digest(): Promise<string> {
-    this.flush();
     this.done = true;
     this.pool.hashes.delete(this.id);
     return this.pool.request(this.worker, this.id, { op: 'digest', id: this.id });
@@ -171,25 +184,6 @@ export class PooledHash {
     this.drained = undefined;
     if (this.done) return;
     this.done = true;
-    this.pending = [];
     this.worker.postMessage({ op: 'drop', id: this.id });
-  }
-
-  private flush(): void {
-    if (this.pendingBytes === 0) return;
-    // Copied into a buffer of our own (recycled when the worker sends it back), then transferred, not copied again.
-    const length = this.pendingBytes;
-    let ab = this.pool.spare.pop();
-    if (!ab || ab.byteLength < length) ab = new ArrayBuffer(Math.max(length, BATCH + (1 << 16)));
-    const view = new Uint8Array(ab);
-    let at = 0;
-    for (const c of this.pending) {
-      view.set(c, at);
-      at += c.length;
-    }
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.inFlight += length;
-    this.worker.postMessage({ op: 'update', id: this.id, data: ab, length }, [ab]);
   }
 }
