@@ -106,7 +106,9 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
         unit: 'req/s',
         baseline: Math.round(nMeta),
         ratio: ratio(oMeta, nMeta),
-        note: `${tool()}, ${connections} connections, best of ${rounds} × ${seconds}s taken in turns; baseline nginx (1 worker, access log on); target ratio ≥ 0.5`,
+        target: '≥ 0.5',
+        pass: oMeta / nMeta >= 0.5,
+        note: `${tool()}, ${connections} connections, best of ${rounds} × ${seconds}s taken in turns; baseline nginx (1 worker, access log on)`,
       },
       {
         group: 'http',
@@ -124,7 +126,9 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
         unit: 'MB/s',
         baseline: Math.round(nBig),
         ratio: ratio(oBig, nBig),
-        note: `aggregate, curl -o /dev/null, best of ${rounds} turns; baseline nginx (1 worker, sendfile); target ratio ≥ 0.8`,
+        target: '≥ 0.8',
+        pass: oBig / nBig >= 0.8,
+        note: `aggregate, curl -o /dev/null, best of ${rounds} turns; baseline nginx (1 worker, sendfile)`,
       },
       {
         group: 'http',
@@ -140,7 +144,9 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
         name: `peak RSS, ${rssDownloads} concurrent downloads`,
         value: after.hwm,
         unit: 'MB',
-        note: `VmHWM of the server process over the whole run (${during} MB max sampled during the ${rssDownloads} downloads, ${before.rss} MB before); target < 250`,
+        target: '< 250',
+        pass: after.hwm < 250,
+        note: `VmHWM of the server process over the whole run (${during} MB max sampled during the ${rssDownloads} downloads, ${before.rss} MB before)`,
       },
     ];
   } finally {
