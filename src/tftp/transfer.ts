@@ -2,7 +2,8 @@ import type { Socket, RemoteInfo } from 'node:dgram';
 import type { Logger } from '../log.js';
 import { BlockSource } from './blocks.js';
 import type { TftpClient, TftpFile } from './files.js';
-import { ErrorCode, Opcode, dataHeader, decodePacket, encodeError, encodeOack, type OptionList } from './packet.js';
+import { DataPackets } from './data-packets.js';
+import { ErrorCode, Opcode, decodePacket, encodeError, encodeOack, type OptionList } from './packet.js';
 
 export type TransferResult =
   | 'ok'
@@ -51,10 +52,12 @@ export class ReadTransfer {
   private tries = 0;
   private retransmits = 0;
   private readonly source: BlockSource;
+  private readonly packets: DataPackets;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly o: ReadTransferOptions) {
     this.source = new BlockSource(o.file, o.blksize, o.netascii);
+    this.packets = new DataPackets(o.blksize, o.windowsize);
     this.timer = setTimeout(() => this.onTimeout(), o.timeoutMs);
     o.socket.on('message', (msg, rinfo) => {
       try {
@@ -172,7 +175,7 @@ export class ReadTransfer {
   private sendWindow(): void {
     for (let b = this.acked + 1; b <= this.windowEnd; b++) {
       const payload = this.source.block(b);
-      this.o.socket.send([dataHeader(b), payload], this.o.peer.port, this.o.peer.address);
+      this.o.socket.send(this.packets.build(b, payload), this.o.peer.port, this.o.peer.address);
       this.o.onSent(payload.length);
     }
   }

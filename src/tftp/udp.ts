@@ -2,17 +2,27 @@ import { createSocket, type Socket, type SocketType } from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIP } from 'node:net';
 
+let last = { address: '', version: 0 };
+
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
 
 /**
  * Every send names its destination, and dgram resolves it through
  * dns.lookup plus an extra tick each time, even for a literal address: a
- * measurable share of a lock-step transfer. Literals are answered at once.
+ * measurable share of a lock-step transfer. Literals are answered at once,
+ * and the last one (a transfer sends every packet to one peer) without even
+ * parsing it again.
  */
 function literalLookup(address: string, family: unknown, callback: LookupCallback): void {
-  const version = isIP(address);
-  if (version !== 0) callback(null, address, version);
-  else dnsLookup(address, { family: family === 6 ? 6 : 4 }, callback);
+  if (address !== last.address) {
+    const version = isIP(address);
+    if (version === 0) {
+      dnsLookup(address, { family: family === 6 ? 6 : 4 }, callback);
+      return;
+    }
+    last = { address, version };
+  }
+  callback(null, address, last.version);
 }
 
 /** IPv6 sockets are IPv6-only, so "0.0.0.0" and "[::]" can both be listed. */

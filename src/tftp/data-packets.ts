@@ -1,0 +1,31 @@
+import { Opcode } from './packet.js';
+
+/**
+ * DATA packets built in place, one slot per block of the last two windows.
+ * dgram sends one whole buffer for about half the cost of a [header,
+ * payload] list (measured), which is what bounds a windowed transfer. A slot
+ * is reused only for a block two windows on: every unacknowledged packet, and
+ * a late retransmission of the window before, may still be queued in the
+ * socket and is never overwritten (resending a block rewrites the same bytes).
+ */
+export class DataPackets {
+  private readonly slots: (Buffer | undefined)[];
+
+  constructor(
+    private readonly blksize: number,
+    windowsize: number,
+  ) {
+    this.slots = new Array<Buffer | undefined>(2 * windowsize);
+  }
+
+  /** The DATA packet for block n (absolute, not wrapped) carrying `payload`. */
+  build(n: number, payload: Buffer): Buffer {
+    const i = n % this.slots.length;
+    // Allocated on first use: a short file never needs the whole ring.
+    const slot = (this.slots[i] ??= Buffer.allocUnsafeSlow(4 + this.blksize));
+    slot.writeUInt16BE(Opcode.DATA, 0);
+    slot.writeUInt16BE(n & 0xffff, 2);
+    payload.copy(slot, 4);
+    return slot.subarray(0, 4 + payload.length);
+  }
+}
