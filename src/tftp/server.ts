@@ -267,6 +267,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     try {
       // Same address as the listener, so a client that checks the source address is satisfied.
       await bindSocket(socket, host, 0);
+      await connectSocket(socket, slot.client);
     } catch (err) {
       closeQuietly(socket);
       await file.close().catch(() => undefined);
@@ -361,6 +362,16 @@ function bindSocket(socket: Socket, host: string, port: number): Promise<void> {
     socket.once('error', onError);
     socket.bind({ address: host, port, exclusive: true }, () => {
       socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function connectSocket(socket: Socket, to: TftpClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.connect(to.port, to.address, () => {
+      socket.off('error', reject);
       resolve();
     });
   });

@@ -17,7 +17,12 @@ export type TransferResult =
   | 'error';
 
 export interface ReadTransferOptions {
-  /** Bound, unconnected, used by this transfer only; closed when it ends. */
+  /**
+   * Bound and connected to the client (its TID), used by this transfer only;
+   * closed when it ends. Connected, the kernel drops packets from anyone
+   * else (as tftpd-hpa's sockets do), and a send names no address, which
+   * dgram makes markedly cheaper per packet.
+   */
   readonly socket: Socket;
   readonly peer: TftpClient;
   /** Closed when the transfer ends. */
@@ -87,13 +92,8 @@ export class ReadTransfer {
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     if (this.phase === 'done') return;
-    if (rinfo.port !== this.o.peer.port || rinfo.address !== this.o.peer.address) {
-      // RFC 1350: tell the stray sender, keep the transfer. Never answer an ERROR with an ERROR.
-      if (msg.length >= 2 && msg.readUInt16BE(0) !== Opcode.ERROR) {
-        this.o.socket.send(encodeError(ErrorCode.unknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);
-      }
-      return;
-    }
+    // The socket is connected, so only the client reaches it; the check is a second lock.
+    if (rinfo.port !== this.o.peer.port || rinfo.address !== this.o.peer.address) return;
     // The hot path: one ACK per block or window, so skip the general decoder.
     if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
       this.onAck(msg.readUInt16BE(2));
@@ -175,7 +175,7 @@ export class ReadTransfer {
   private sendWindow(): void {
     for (let b = this.acked + 1; b <= this.windowEnd; b++) {
       const payload = this.source.block(b);
-      this.o.socket.send(this.packets.build(b, payload), this.o.peer.port, this.o.peer.address);
+      this.o.socket.send(this.packets.build(b, payload));
       this.o.onSent(payload.length);
     }
   }
@@ -214,7 +214,7 @@ export class ReadTransfer {
   }
 
   private send(buf: Buffer): void {
-    this.o.socket.send(buf, this.o.peer.port, this.o.peer.address);
+    this.o.socket.send(buf);
   }
 
   /** @param lastWords an ERROR for the client, sent before the socket closes. */
@@ -231,7 +231,7 @@ export class ReadTransfer {
     };
     // close() right after send() would drop the datagram, so close once it is out.
     try {
-      if (lastWords) this.o.socket.send(lastWords, this.o.peer.port, this.o.peer.address, close);
+      if (lastWords) this.o.socket.send(lastWords, close);
       else close();
     } catch {
       close();
