@@ -70,6 +70,12 @@ export class BlockSource {
     return this.buf.subarray(offset, offset + this.blksize);
   }
 
+  /** Copies the payload of block n (loaded) into `target` at `at`; returns its length. No view is made: this runs per packet. */
+  copyBlock(n: number, target: Buffer, at: number): number {
+    const offset = (n - 1) * this.blksize - this.bufStart;
+    return this.buf.copy(target, at, offset, Math.min(offset + this.blksize, this.buf.length));
+  }
+
   private async readChunk(wanted: number): Promise<Buffer> {
     const size = this.netascii ? wanted : Math.min(wanted, this.file.size - this.filePos);
     if (size <= 0) {

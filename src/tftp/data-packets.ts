@@ -20,12 +20,24 @@ export class DataPackets {
 
   /** The DATA packet for block n (absolute, not wrapped) carrying `payload`. */
   build(n: number, payload: Buffer): Buffer {
+    const slot = this.slot(n);
+    return this.packet(slot, payload.copy(slot, 4));
+  }
+
+  /** The slot for block n with its DATA header written; the payload goes at offset 4. */
+  slot(n: number): Buffer {
     const i = n % this.slots.length;
     // Allocated on first use: a short file never needs the whole ring.
     const slot = (this.slots[i] ??= Buffer.allocUnsafeSlow(4 + this.blksize));
-    slot.writeUInt16BE(Opcode.DATA, 0);
-    slot.writeUInt16BE(n & 0xffff, 2);
-    payload.copy(slot, 4);
-    return slot.subarray(0, 4 + payload.length);
+    slot[0] = 0;
+    slot[1] = Opcode.DATA;
+    slot[2] = (n >> 8) & 0xff;
+    slot[3] = n & 0xff;
+    return slot;
+  }
+
+  /** The packet in `slot` once `length` payload bytes are in it (a full block needs no new view). */
+  packet(slot: Buffer, length: number): Buffer {
+    return length === this.blksize ? slot : slot.subarray(0, 4 + length);
   }
 }

@@ -174,9 +174,10 @@ export class ReadTransfer {
 
   private sendWindow(): void {
     for (let b = this.acked + 1; b <= this.windowEnd; b++) {
-      const payload = this.source.block(b);
-      this.o.socket.send(this.packets.build(b, payload));
-      this.o.onSent(payload.length);
+      const slot = this.packets.slot(b);
+      const length = this.source.copyBlock(b, slot, 4);
+      this.o.socket.send(this.packets.packet(slot, length));
+      this.o.onSent(length);
     }
   }
 
