@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchHttp } from './http.js';
@@ -25,6 +26,9 @@ const rows: BenchRow[] = [];
 const started = new Date();
 for (const name of wanted.length > 0 ? wanted : Object.keys(groups)) {
   log(`== ${name}`);
+  // The group before may leave gigabytes of dirty pages; their writeback would land in this group's figures.
+  execFileSync('sync');
+  await new Promise((r) => setTimeout(r, 2000));
   try {
     for (const r of await groups[name]!()) rows.push({ ...r, baselineName: r.baselineName ?? (r.baseline !== undefined ? BASELINES[name] : undefined) });
   } catch (err) {

@@ -16,6 +16,8 @@ const run = promisify(execFile);
 export interface SyncBenchOptions {
   /** Synthetic item size as a fraction of the real one (0.5 ≈ 3 GB upstream, 0.9 GB selected). */
   scale?: number;
+  /** Turns per contender, best kept (default 2). */
+  rounds?: number;
   log?: (line: string) => void;
 }
 
@@ -27,6 +29,7 @@ export interface SyncBenchOptions {
 export async function benchSync(opts: SyncBenchOptions = {}): Promise<BenchRow[]> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const scale = opts.scale ?? 0.5;
+  const rounds = opts.rounds ?? 2;
   const dir = await mkdtemp(join(tmpdir(), 'mm-bench-sync-'));
   let server: Nginx | undefined;
   try {
@@ -75,40 +78,67 @@ export async function benchSync(opts: SyncBenchOptions = {}): Promise<BenchRow[]
     if (bytes !== dry.plan.bytesToFetch) throw new Error(`bench: selection mismatch ${bytes} vs ${dry.plan.bytesToFetch}`);
 
     // (a) naive: curl each file, then sha256sum, then sync.
-    const naiveDir = join(dir, 'naive');
-    await mkdir(naiveDir);
-    await run('sync');
-    let t = performance.now();
-    for (const [i, f] of selected.entries()) await run('curl', ['-sf', '-o', join(naiveDir, String(i)), url + f.path]);
-    await run('sha256sum', selected.map((_f, i) => join(naiveDir, String(i))), { maxBuffer: 1 << 24 });
-    await run('sync');
-    const naiveMs = performance.now() - t;
-    await rm(naiveDir, { recursive: true });
-
+    const naiveRun = async (): Promise<number> => {
+      const naiveDir = join(dir, 'naive');
+      await mkdir(naiveDir);
+      await run('sync');
+      const t = performance.now();
+      for (const [i, f] of selected.entries()) await run('curl', ['-sf', '-o', join(naiveDir, String(i)), url + f.path]);
+      await run('sha256sum', selected.map((_f, i) => join(naiveDir, String(i))), { maxBuffer: 1 << 24 });
+      await run('sync');
+      const ms = performance.now() - t;
+      await rm(naiveDir, { recursive: true });
+      return ms;
+    };
     // (b) the disk: dd writes and fsyncs the same bytes.
-    const ddDir = join(dir, 'dd');
-    await mkdir(ddDir);
-    await run('sync');
-    t = performance.now();
-    for (const [i, f] of selected.entries()) {
-      await run('dd', [`if=${join(upstream.dir, f.path)}`, `of=${join(ddDir, String(i))}`, 'bs=1M', 'conv=fsync', 'status=none']);
-    }
-    const ddMs = performance.now() - t;
-    await rm(ddDir, { recursive: true });
-
+    const ddRun = async (): Promise<number> => {
+      const ddDir = join(dir, 'dd');
+      await mkdir(ddDir);
+      await run('sync');
+      const t = performance.now();
+      for (const [i, f] of selected.entries()) {
+        await run('dd', [`if=${join(upstream.dir, f.path)}`, `of=${join(ddDir, String(i))}`, 'bs=1M', 'conv=fsync', 'status=none']);
+      }
+      const ms = performance.now() - t;
+      await rm(ddDir, { recursive: true });
+      return ms;
+    };
     // (c) the CPU: SHA-256 of the same bytes on every core, read from the page cache, nothing else.
-    const floorMs = await hashFloor(selected.map((f) => ({ path: join(upstream.dir, f.path), size: f.size })));
-
+    const floorRun = () => hashFloor(selected.map((f) => ({ path: join(upstream.dir, f.path), size: f.size })));
     // Ours: a cold sync in a child process, so its peak RSS is its own.
-    await run('sync');
-    const cold = await childSync(configFile);
+    let maxRssMb = 0;
+    const coldRun = async (): Promise<number> => {
+      await rm(join(dir, 'data'), { recursive: true, force: true });
+      await run('sync');
+      const cold = await childSync(configFile);
+      maxRssMb = Math.max(maxRssMb, cold.maxRssMb);
+      return cold.ms;
+    };
+    // The machine is shared: every contender runs in turns, the best of each kept.
+    const best = [Infinity, Infinity, Infinity, Infinity];
+    for (let turn = 0; turn < rounds; turn++) {
+      for (const [i, contender] of [naiveRun, ddRun, floorRun, coldRun].entries()) best[i] = Math.min(best[i]!, await contender());
+    }
+    const [naiveMs, ddMs, floorMs, coldMs] = best as [number, number, number, number];
+    const cold = { ms: coldMs, maxRssMb };
     const noop = await childSync(configFile);
     const ours = mbps(bytes, cold.ms);
     const naive = mbps(bytes, naiveMs);
     const disk = mbps(bytes, ddMs);
     const hashOnly = mbps(bytes, floorMs);
     const rows: BenchRow[] = [
-      { group: 'sync', name: `cold sync, ${round(bytes / 1e6, 0)} MB selected of ${round(totalUpstream / 1e9)} GB`, value: ours, unit: 'MB/s', baseline: naive, baselineName: 'curl+sha256sum+sync', ratio: ours / naive, target: '≥ 2', pass: ours / naive >= 2 },
+      {
+        group: 'sync',
+        name: `cold sync, ${round(bytes / 1e6, 0)} MB selected of ${round(totalUpstream / 1e9)} GB`,
+        value: ours,
+        unit: 'MB/s',
+        baseline: naive,
+        baselineName: 'curl+sha256sum+sync',
+        ratio: ours / naive,
+        target: '≥ 2',
+        pass: ours / naive >= 2,
+        note: `whole CLI process, compiled; every contender of this group best of ${rounds} turns`,
+      },
       { group: 'sync', name: 'cold sync vs the disk', value: ours, unit: 'MB/s', baseline: disk, baselineName: 'dd conv=fsync', ratio: ours / disk, target: '≥ 0.8', pass: ours / disk >= 0.8 },
       {
         group: 'sync',
