@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Pool } from 'undici';
-import type { BenchRow } from './lib.js';
+import { bestOf, type BenchRow } from './lib.js';
 import { startNginx } from './nginx.js';
 
 export type { BenchRow } from './lib.js';
@@ -224,15 +224,6 @@ function hasWrk(): boolean {
 
 function tool(): string {
   return hasWrk() ? 'wrk -t1' : 'undici Pool loop';
-}
-
-/** Best of n runs of each contender, taken in turns. */
-async function bestOf(contenders: (() => Promise<number>)[], n: number): Promise<number[]> {
-  const top = contenders.map(() => 0);
-  for (let i = 0; i < n; i++) {
-    for (const [j, run] of contenders.entries()) top[j] = Math.max(top[j] ?? 0, await run());
-  }
-  return top;
 }
 
 /** Requests/s: wrk when installed, else a keep-alive undici Pool loop. */

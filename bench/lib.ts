@@ -27,6 +27,18 @@ export function machine(): string {
   return `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${kernel}, Node ${process.version}`;
 }
 
+/**
+ * Best (highest) of n runs of each contender, taken in turns: the machine is
+ * shared, and a burst of load elsewhere then hits every contender alike.
+ */
+export async function bestOf(contenders: (() => Promise<number>)[], n: number): Promise<number[]> {
+  const top = contenders.map(() => 0);
+  for (let i = 0; i < n; i++) {
+    for (const [j, run] of contenders.entries()) top[j] = Math.max(top[j] ?? 0, await run());
+  }
+  return top;
+}
+
 export function mbps(bytes: number, ms: number): number {
   return bytes / 1e6 / (ms / 1000);
 }

@@ -20,7 +20,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tftpGet } from '../src/tftp/client.js';
 import { TftpServer, openFromDirectory } from '../src/tftp/index.js';
-import type { BenchRow } from './lib.js';
+import { bestOf, type BenchRow } from './lib.js';
 
 export type { BenchRow } from './lib.js';
 
@@ -218,15 +218,6 @@ function ensureAtftp(): void {
   } catch {
     execFileSync('apt-get', ['install', '-y', 'atftp'], { stdio: 'ignore' });
   }
-}
-
-/** Best of n runs of each contender, taken in turns so a burst of load elsewhere hits all alike. */
-async function bestOf(contenders: (() => Promise<number>)[], n: number): Promise<number[]> {
-  const top = contenders.map(() => 0);
-  for (let i = 0; i < n; i++) {
-    for (const [j, run] of contenders.entries()) top[j] = Math.max(top[j] ?? 0, await run());
-  }
-  return top;
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;

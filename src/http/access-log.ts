@@ -23,7 +23,7 @@ interface Sink {
  * cost a quarter of a cached metadata answer.
  */
 export class AccessLog {
-  private readonly sink: Sink | undefined;
+  private readonly sink: Sink;
   private readonly bindings: string;
   private lastMs = -1;
   private lastIso = '';
@@ -32,7 +32,8 @@ export class AccessLog {
 
   constructor(private readonly logger: Logger) {
     const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as Sink | undefined;
-    this.sink = typeof stream?.write === 'function' ? stream : undefined;
+    if (typeof stream?.write !== 'function') throw new Error('the access log needs a pino logger with a destination');
+    this.sink = stream;
     this.bindings = Object.entries(logger.bindings())
       .map(([k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}`)
       .join('');
@@ -52,10 +53,6 @@ export class AccessLog {
     const rounded = Math.round(ms * 100) / 100;
     const client = req.socket.remoteAddress;
     const aborted = !res.writableFinished;
-    if (this.sink === undefined) {
-      this.logger.info({ method: req.method, path, status: res.statusCode, bytes, ms: rounded, client, ...(aborted ? { aborted } : {}) }, 'request');
-      return;
-    }
     this.queue(
       `{"level":"info","time":"${this.isoNow()}"${this.bindings},"method":${JSON.stringify(req.method ?? '')},"path":${JSON.stringify(path)}` +
         `,"status":${res.statusCode},"bytes":${bytes},"ms":${rounded}${client === undefined ? '' : `,"client":${JSON.stringify(client)}`}` +
@@ -87,7 +84,7 @@ export class AccessLog {
     if (this.pending === '') return;
     const out = this.pending;
     this.pending = '';
-    this.sink!.write(out);
+    this.sink.write(out);
   }
 
   /** toISOString costs more than the rest of the line; at thousands of lines a second most share a millisecond. */

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { addBytes } from './access-log.js';
 import { acceptsGzip } from './conditional.js';
 import type { Entity } from './entity.js';
-import { gzipTag, sendEntity } from './send.js';
+import { commonHeaders, gzipTag, sendEntity } from './send.js';
 
 /**
  * A finished answer for a small file held in memory (metadata, bootloaders),
@@ -84,19 +84,7 @@ export function sendHot(req: IncomingMessage, res: ServerResponse, hot: HotAnswe
 
 /** The headers sendEntity sets for a full 200 of this entity, in its order. */
 export function headerList(e: Entity, gzip: boolean): string[] {
-  const list = [
-    'ETag',
-    gzip ? gzipTag(e.etag) : e.etag,
-    'Last-Modified',
-    e.lastModified.toUTCString(),
-    'Cache-Control',
-    e.cacheControl,
-    'Accept-Ranges',
-    'bytes',
-    'X-Content-Type-Options',
-    'nosniff',
-  ];
-  if (e.negotiated) list.push('Vary', 'Accept-Encoding');
+  const list = commonHeaders(e, gzip ? gzipTag(e.etag) : e.etag);
   list.push('Content-Type', e.contentType);
   if (gzip) list.push('Content-Encoding', 'gzip');
   list.push('Content-Length', String(gzip ? e.gzip!.length : e.size));

@@ -17,6 +17,13 @@ export function gzipTag(etag: string): string {
   return `${etag.slice(0, -1)}-gzip"`;
 }
 
+/** Headers every answer for this representation carries, 304 included: validators and policy, as a flat list. */
+export function commonHeaders(e: Entity, etag: string): string[] {
+  const list = ['ETag', etag, 'Last-Modified', e.lastModified.toUTCString(), 'Cache-Control', e.cacheControl, 'Accept-Ranges', 'bytes', 'X-Content-Type-Options', 'nosniff'];
+  if (e.negotiated) list.push('Vary', 'Accept-Encoding');
+  return list;
+}
+
 /**
  * Answers a GET or HEAD for one entity: preconditions, Range, gzip, then the
  * body from memory or copied from the already open file (never re-opened by
@@ -28,12 +35,8 @@ export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: E
   const gzip = e.gzip !== undefined && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']) ? e.gzip : undefined;
   const etag = gzip ? gzipTag(e.etag) : e.etag;
 
-  res.setHeader('ETag', etag);
-  res.setHeader('Last-Modified', e.lastModified.toUTCString());
-  res.setHeader('Cache-Control', e.cacheControl);
-  res.setHeader('Accept-Ranges', 'bytes');
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  if (e.negotiated) res.setHeader('Vary', 'Accept-Encoding');
+  const common = commonHeaders(e, etag);
+  for (let i = 0; i < common.length; i += 2) res.setHeader(common[i]!, common[i + 1]!);
 
   const pre = evaluatePreconditions(req.headers, { etag, lastModified: e.lastModified });
   if (pre === 'not-modified') {

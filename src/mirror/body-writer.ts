@@ -30,7 +30,8 @@ export class BodyWriter extends Writable {
   /** Body bytes taken so far. */
   received = 0;
   private file: FileHandle | undefined;
-  private batch: Uint8Array;
+  /** Taken from the pool when the first byte for it arrives, handed to the hash worker when full. */
+  private batch: Uint8Array | undefined;
   private fill = 0;
   private pos: number;
   private writing: Promise<void> | undefined;
@@ -40,7 +41,6 @@ export class BodyWriter extends Writable {
     super({ highWaterMark: 1 << 20 });
     this.start = o.start;
     this.pos = o.start;
-    this.batch = new Uint8Array(o.hash.buffer());
   }
 
   /** Resolves once the file is closed (after an error too): only then may it be unlinked. */
@@ -63,11 +63,9 @@ export class BodyWriter extends Writable {
     }
     this.o.onBytes(chunk.length);
     const waits: Promise<void>[] = [];
-    const n = Math.min(chunk.length, this.batch.length - this.fill);
-    this.batch.set(n === chunk.length ? chunk : chunk.subarray(0, n), this.fill);
-    this.fill += n;
+    const n = this.copyIn(chunk);
     // The batch is full: write and hash it, then take the rest of the chunk (if any) into the next one.
-    const flushing = this.fill === this.batch.length ? this.emitBatch().then(() => (n < chunk.length ? this.take(chunk.subarray(n)) : undefined)) : undefined;
+    const flushing = this.full() ? this.emitBatch().then(() => this.take(chunk.subarray(n))) : undefined;
     if (flushing) waits.push(flushing);
     if (this.o.limiter?.enabled) waits.push(this.o.limiter.take(chunk.length, this.o.signal));
     if (waits.length === 0) done();
@@ -88,7 +86,7 @@ export class BodyWriter extends Writable {
     (async () => {
       // What arrived before the connection dropped is kept, so a resume asks only for the rest.
       await this.writing?.catch(() => undefined);
-      if (this.fill > 0 && !(err instanceof SizeMismatchError)) await writeAll(file, this.batch, this.fill, this.pos).catch(() => undefined);
+      if (this.batch && this.fill > 0 && !(err instanceof SizeMismatchError)) await writeAll(file, this.batch, this.fill, this.pos).catch(() => undefined);
       await file.close();
     })().then(
       () => done(err),
@@ -96,19 +94,29 @@ export class BodyWriter extends Writable {
     );
   }
 
+  /** Copies as much of `data` as the batch has room for; returns how much. */
+  private copyIn(data: Buffer): number {
+    const batch = (this.batch ??= new Uint8Array(this.o.hash.buffer()));
+    const n = Math.min(data.length, batch.length - this.fill);
+    batch.set(n === data.length ? data : data.subarray(0, n), this.fill);
+    this.fill += n;
+    return n;
+  }
+
+  private full(): boolean {
+    return this.batch !== undefined && this.fill === this.batch.length;
+  }
+
   /** The part of a chunk that did not fit: copied once the full batch is out. */
   private async take(rest: Buffer): Promise<void> {
     for (let at = 0; at < rest.length; ) {
-      const n = Math.min(rest.length - at, this.batch.length - this.fill);
-      this.batch.set(rest.subarray(at, at + n), this.fill);
-      this.fill += n;
-      at += n;
-      if (this.fill === this.batch.length) await this.emitBatch();
+      at += this.copyIn(rest.subarray(at));
+      if (this.full()) await this.emitBatch();
     }
   }
 
   private async emitBatch(): Promise<void> {
-    const batch = this.batch;
+    const batch = this.batch!;
     const length = this.fill;
     this.writing = writeAll(this.file!, batch, length, this.pos);
     await this.writing;
@@ -116,7 +124,7 @@ export class BodyWriter extends Writable {
     // Destroyed meanwhile: the hash was dropped with the attempt, and _destroy keeps these bytes.
     if (this.destroyed) return;
     this.pos += length;
-    this.batch = new Uint8Array(this.o.hash.buffer());
+    this.batch = undefined;
     this.fill = 0;
     const caughtUp = this.o.hash.update(batch.buffer as ArrayBuffer, length);
     if (caughtUp) await caughtUp;

@@ -15,6 +15,12 @@ export interface UpstreamResponse {
   readonly body: Dispatcher.ResponseData['body'];
 }
 
+/** What a status other than 2xx/304 means (redirects are followed before this). */
+function refusal(url: string, status: number, headers: Record<string, string | string[] | undefined>): UpstreamHttpError | undefined {
+  if (status < 300 || status === 304) return undefined;
+  return new UpstreamHttpError(url, status, parseRetryAfter(headers['retry-after']));
+}
+
 /** A writable that fails at once: how a stream() sink refuses a response. */
 export function failing(err: Error): Writable {
   return new Writable({
@@ -58,9 +64,10 @@ export class UpstreamClient {
     } catch (err) {
       throw translateError(err, url);
     }
-    if (res.statusCode >= 400 || (res.statusCode >= 300 && res.statusCode !== 304)) {
+    const refused = refusal(url, res.statusCode, res.headers);
+    if (refused) {
       await res.body.dump().catch(() => undefined);
-      throw new UpstreamHttpError(url, res.statusCode, parseRetryAfter(res.headers['retry-after']));
+      throw refused;
     }
     return { status: res.statusCode, headers: res.headers, body: res.body };
   }
@@ -82,10 +89,8 @@ export class UpstreamClient {
       await this.dispatcher.stream(
         { origin: u.origin, path: u.pathname + u.search, method: 'GET', headers: { 'user-agent': USER_AGENT, ...headers }, signal },
         ({ statusCode, headers: h }) => {
-          if (statusCode >= 400 || (statusCode >= 300 && statusCode !== 304)) {
-            return failing(new UpstreamHttpError(url, statusCode, parseRetryAfter(h['retry-after'])));
-          }
-          return sink(statusCode, h);
+          const refused = refusal(url, statusCode, h);
+          return refused ? failing(refused) : sink(statusCode, h);
         },
       );
     } catch (err) {

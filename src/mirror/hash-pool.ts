@@ -95,8 +95,8 @@ export class HashPool {
     }
   }
 
-  /** @internal Keeps a batch buffer for the next download (a few dozen at most). */
-  recycle(data: ArrayBuffer): void {
+  /** Keeps a batch buffer for the next download (a few dozen at most). */
+  private recycle(data: ArrayBuffer): void {
     if (this.spare.length < MAX_SPARE) this.spare.push(data);
   }
 
@@ -156,10 +156,6 @@ export class PooledHash {
    * at once, or once the worker has caught up.
    */
   update(data: ArrayBuffer, length: number): Promise<void> | undefined {
-    if (length === 0) {
-      this.pool.recycle(data);
-      return undefined;
-    }
     this.inFlight += length;
     this.worker.postMessage({ op: 'update', id: this.id, data, length }, [data]);
     if (this.inFlight <= MAX_IN_FLIGHT) return undefined;

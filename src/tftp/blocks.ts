@@ -64,12 +64,6 @@ export class BlockSource {
     if (this.eof && this.streamLength === undefined) this.setLength(this.bufStart + this.buf.length);
   }
 
-  /** Payload of block n; must be loaded. */
-  block(n: number): Buffer {
-    const offset = (n - 1) * this.blksize - this.bufStart;
-    return this.buf.subarray(offset, offset + this.blksize);
-  }
-
   /** Copies the payload of block n (loaded) into `target` at `at`; returns its length. No view is made: this runs per packet. */
   copyBlock(n: number, target: Buffer, at: number): number {
     const offset = (n - 1) * this.blksize - this.bufStart;

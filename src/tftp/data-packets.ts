@@ -18,12 +18,6 @@ export class DataPackets {
     this.slots = new Array<Buffer | undefined>(2 * windowsize);
   }
 
-  /** The DATA packet for block n (absolute, not wrapped) carrying `payload`. */
-  build(n: number, payload: Buffer): Buffer {
-    const slot = this.slot(n);
-    return this.packet(slot, payload.copy(slot, 4));
-  }
-
   /** The slot for block n with its DATA header written; the payload goes at offset 4. */
   slot(n: number): Buffer {
     const i = n % this.slots.length;

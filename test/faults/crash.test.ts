@@ -5,6 +5,7 @@ import { Layout } from '../../src/store/layout.js';
 import { listSnapshots, newSnapshotId, snapshotIds } from '../../src/store/snapshots.js';
 import { startProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { makeEnv, type Env } from '../helpers/env.js';
+import { prng } from '../helpers/prng.js';
 import {
   blobNames,
   checkCurrent,
@@ -12,7 +13,6 @@ import {
   cliEnv,
   Gpgv,
   newestIn,
-  prng,
   selectedFiles,
   sleep,
   spawnCli,

@@ -12,17 +12,6 @@ export const BIN = join(import.meta.dirname, '../../bin/maas-mirror.js');
 const SNAPSHOT_ID_RE = /^\d{8}T\d{9}Z-[0-9a-f]{6}$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 
-/** A small, seedable PRNG (mulberry32): a failing run can be replayed with FAULT_SEED. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function sha256Of(file: string): Promise<string> {
   const h = createHash('sha256');

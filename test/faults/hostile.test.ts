@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +9,9 @@ import { silentLogger } from '../../src/log.js';
 import { tftpGet } from '../../src/tftp/client.js';
 import { decodePacket, encodeRequest } from '../../src/tftp/packet.js';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { cli, mapLimit, prng, sha256, sleep, waitFor, walkFiles, writeJsonConfig } from './helpers.js';
+import { prng } from '../helpers/prng.js';
+import { rawGet, rawHttp } from '../helpers/raw-http.js';
+import { cli, mapLimit, sha256, sleep, waitFor, walkFiles, writeJsonConfig } from './helpers.js';
 
 /**
  * Hostile clients and bad input against the real daemon (HTTP, TFTP, ops
@@ -57,24 +58,9 @@ afterAll(async () => {
   await env?.close();
 });
 
-/** One request, byte for byte as given, over a raw socket. */
-function raw(head: string, timeoutMs = 5000): Promise<{ status: number; text: string }> {
-  const a = daemon.http.addresses[0]!;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect(a.port, a.host, () => socket.write(head, 'latin1'));
-    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms to ${head.slice(0, 120)}`)));
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const text = Buffer.concat(chunks).toString('latin1');
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-      resolve({ status: m ? Number(m[1]) : 0, text });
-    });
-  });
-}
+const raw = (head: string, timeoutMs?: number) => rawHttp(daemon.http.addresses[0]!, head, timeoutMs);
 
-const get = (path: string) => raw(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+const get = (path: string) => rawGet(daemon.http.addresses[0]!, path);
 
 function newestItem(productId: string, name: string) {
   const versions = env.upstream.product(productId).doc.products[productId]!.versions;

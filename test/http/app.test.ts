@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApp, type HttpApp } from '../../src/http/index.js';
 import { Namespace } from '../../src/store/namespace.js';
 import type { PullThrough } from '../../src/http/pull-through.js';
+import { rawGet } from '../helpers/raw-http.js';
 import { captureLogger, publishSnapshot, sampleTree, sha256, snapshotId, tempDataDir, type CapturedLogger, type TempData } from './fixture.js';
 
 const PREFIX = '/maas/images/ephemeral-v3/stable/';
@@ -418,9 +419,7 @@ describe('methods, hooks, log', () => {
     // Raw on the wire (clients would percent-encode them): a quote and a backslash must come out as the same string.
     const server = app.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    socket.end('GET /x"y\\z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    for await (const _ of socket);
+    await rawGet({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }, '/x"y\\z');
     await new Promise<void>((r) => server.close(() => r()));
     await new Promise((r) => setTimeout(r, 50));
     expect(log.lines.filter((l) => l.msg === 'request').map((l) => l.path)).toEqual(['/x"y\\z']);

@@ -1,7 +1,7 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawGet } from '../helpers/raw-http.js';
 import { publishSnapshot, sampleTree, snapshotId, tempDataDir, type TempData } from './fixture.js';
 import { listenOnLoopback, PREFIX } from './server.js';
 
@@ -16,23 +16,7 @@ const PASSWD = 'root:x:0:0';
 let t: TempData;
 let server: Awaited<ReturnType<typeof listenOnLoopback>>;
 
-function raw(path: string): Promise<{ status: number; text: string }> {
-  const a = server.addresses[0]!;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect(a.port, a.host, () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 'latin1');
-    });
-    socket.setTimeout(5000, () => socket.destroy(new Error(`timeout on ${path}`)));
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const text = Buffer.concat(chunks).toString('latin1');
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-      resolve({ status: m ? Number(m[1]) : 0, text });
-    });
-  });
-}
+const raw = (path: string) => rawGet(server.addresses[0]!, path);
 
 const TRAVERSALS = ['..', '%2e%2e', '%2E%2E', '.%2e', '%2e.', '%252e%252e', '%c0%ae%c0%ae', '..%00', '....', '..;'];
 const SEPARATORS = ['/', '\\', '%2f', '%5c', '%5C', '//', '%252f'];

@@ -4,6 +4,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { decodePacket, encodeAck, type Packet } from '../../src/tftp/packet.js';
 import { TftpServer, openFromDirectory, type TftpServerOptions, type TransferEndEvent } from '../../src/tftp/index.js';
 
@@ -161,4 +162,36 @@ export async function rawFetch(
     peer.send(encodeAck(block), r.rinfo.port, address);
     if (r.packet.data.length < blksize) return { data: Buffer.concat(chunks), oack };
   }
+}
+
+/**
+ * For a test file: its tree of files, and servers, peers and anything else
+ * registered in `cleanups`, all stopped after each test (newest first).
+ */
+export function tftpFixture(files: Record<string, Buffer>) {
+  let tree: Awaited<ReturnType<typeof makeTree>>;
+  const cleanups: (() => Promise<void> | void)[] = [];
+  beforeAll(async () => {
+    tree = await makeTree(files);
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  afterAll(() => tree.cleanup());
+  return {
+    get dir(): string {
+      return tree.dir;
+    },
+    cleanups,
+    async server(options: Partial<TftpServerOptions> = {}, host?: string): Promise<Running> {
+      const s = await startServer(tree.dir, options, host);
+      cleanups.push(() => s.stop());
+      return s;
+    },
+    async peer(address?: string): Promise<UdpPeer> {
+      const p = await UdpPeer.open(address);
+      cleanups.push(() => p.close());
+      return p;
+    },
+  };
 }

@@ -1,34 +1,14 @@
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
 import { TftpAccessError, TftpBindError, TftpRemoteError, TftpServer, openFromDirectory } from '../../src/tftp/index.js';
 import { encodeAck, encodeRequest } from '../../src/tftp/packet.js';
-import { UdpPeer, makeTree, random, run, sha256, startServer, tmpOut, until, type Running } from './helpers.js';
+import { tftpFixture, random, run, sha256, tmpOut, until } from './helpers.js';
 
 const files = { 'item.bin': random(2 * 1024 * 1024 + 3), 'small.bin': random(3000) };
-let tree: Awaited<ReturnType<typeof makeTree>>;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  tree = await makeTree(files);
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-afterAll(() => tree.cleanup());
-
-async function server(options: Parameters<typeof startServer>[1] = {}, host?: string): Promise<Running> {
-  const s = await startServer(tree.dir, options, host);
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function peer(): Promise<UdpPeer> {
-  const p = await UdpPeer.open();
-  cleanups.push(() => p.close());
-  return p;
-}
+const tree = tftpFixture(files);
+const { cleanups, server, peer } = tree;
 
 describe('start', () => {
   it('resolves with the bound addresses, ephemeral ports resolved', async () => {

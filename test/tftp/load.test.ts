@@ -1,35 +1,15 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
+import { prng } from '../helpers/prng.js';
 import { encodeAck, encodeError, encodeRequest } from '../../src/tftp/packet.js';
-import { UdpPeer, makeTree, random, sha256, startServer, until, type Running } from './helpers.js';
+import { tftpFixture, random, sha256, until, type UdpPeer } from './helpers.js';
 
 const files = {
   'grubx64.efi': random(150_000),
   'item.bin': random(3 * 1024 * 1024 + 11),
   'a/b/c.cfg': Buffer.from('kernel\n'),
 };
-let tree: Awaited<ReturnType<typeof makeTree>>;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  tree = await makeTree(files);
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-afterAll(() => tree.cleanup());
-
-async function server(options: Parameters<typeof startServer>[1] = {}): Promise<Running> {
-  const s = await startServer(tree.dir, options);
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function peer(address?: string): Promise<UdpPeer> {
-  const p = await UdpPeer.open(address);
-  cleanups.push(() => p.close());
-  return p;
-}
+const { server, peer } = tftpFixture(files);
 
 describe('concurrency', () => {
   it('serves 100 concurrent transfers with the right bytes', async () => {
@@ -87,18 +67,6 @@ describe('limits', () => {
 });
 
 describe('fuzz', () => {
-  /** mulberry32: reproducible from the seed printed on failure. */
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   it('survives 10,000 random and malformed packets and still serves correctly', async () => {
     const seed = Date.now() % 1_000_000;
     const rnd = prng(seed);
