@@ -2,11 +2,30 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
 
-const bodyBytes = new WeakMap<ServerResponse, number>();
+const BYTES = Symbol('access-log bytes');
+const START = Symbol('access-log start');
+const LOG = Symbol('access-log');
+
+/** What the access log keeps on a response: plain properties, set on every response alike. */
+interface Watched extends ServerResponse {
+  [BYTES]?: number;
+  [START]?: number;
+  [LOG]?: AccessLog;
+}
 
 /** Body bytes handed to the response, for the access log. */
 export function addBytes(res: ServerResponse, n: number): void {
-  bodyBytes.set(res, (bodyBytes.get(res) ?? 0) + n);
+  const w = res as Watched;
+  w[BYTES] = (w[BYTES] ?? 0) + n;
+}
+
+/**
+ * One listener shared by every response (`this` is the response): a closure
+ * and a once-wrapper per request, and a WeakMap entry for the byte count,
+ * cost a cached answer more than the line itself (measured).
+ */
+function onClose(this: Watched): void {
+  this[LOG]?.line(this, performance.now() - (this[START] ?? 0));
 }
 
 const MAX_LOGGED_PATH = 1024;
@@ -40,16 +59,22 @@ export class AccessLog {
   }
 
   /** Writes the line once the response is over, whether it finished or the client went away. */
-  watch(req: IncomingMessage, res: ServerResponse): void {
+  watch(_req: IncomingMessage, res: ServerResponse): void {
     if (!this.logger.isLevelEnabled('info')) return;
-    const start = performance.now();
-    res.once('close', () => this.write(req, res, performance.now() - start));
+    const w = res as Watched;
+    w[START] = performance.now();
+    w[BYTES] = 0;
+    w[LOG] = this;
+    // 'close' comes once per response, whether it finished or the client went away.
+    res.on('close', onClose);
   }
 
-  private write(req: IncomingMessage, res: ServerResponse, ms: number): void {
+  /** @internal */
+  line(res: Watched, ms: number): void {
+    const req = res.req;
     const url = req.url ?? '';
     const path = url.length > MAX_LOGGED_PATH ? `${url.slice(0, MAX_LOGGED_PATH)}…` : url;
-    const bytes = bodyBytes.get(res) ?? 0;
+    const bytes = res[BYTES] ?? 0;
     const rounded = Math.round(ms * 100) / 100;
     const client = req.socket.remoteAddress;
     const aborted = !res.writableFinished;
