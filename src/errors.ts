@@ -103,6 +103,19 @@ export class MetadataError extends MirrorError {
   }
 }
 
+/** What we would publish breaks a rule MAAS enforces (see simplestreams/maas-rules.ts). */
+export class MaasRulesError extends MirrorError {
+  readonly code = 'MM_MAAS_RULES';
+  constructor(what: string, problems: readonly { where: string; message: string }[]) {
+    const shown = problems.slice(0, 3).map((p) => `${p.where}: ${p.message}`).join('; ');
+    const more = problems.length > 3 ? ` (and ${problems.length - 3} more)` : '';
+    super(
+      `${what}: MAAS would reject it: ${shown}${more}. Check the source's filters ` +
+        `(a version needs all the items MAAS reads, e.g. do not filter out ftype=manifest)`,
+    );
+  }
+}
+
 export class MetadataTooLargeError extends MirrorError {
   readonly code = 'MM_METADATA_TOO_LARGE';
   constructor(url: string, limit: number) {

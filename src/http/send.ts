@@ -31,7 +31,8 @@ export function commonHeaders(e: Entity, etag: string): string[] {
  * response is over; the caller closes the file.
  */
 export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: Entity): Promise<void> {
-  const rangeHeader = req.headers.range;
+  // RFC 9110 §14.2: Range is defined for GET only; a HEAD answers as the matching full GET would.
+  const rangeHeader = req.method === 'GET' ? req.headers.range : undefined;
   const gzip = e.gzip !== undefined && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']) ? e.gzip : undefined;
   const etag = gzip ? gzipTag(e.etag) : e.etag;
 

@@ -54,7 +54,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         const onError = (err: NodeJS.ErrnoException) =>
           reject(new ListenError(formatListen(l), err.code ?? err.message, { cause: err }));
         server.once('error', onError);
-        server.listen({ host: l.host, port: l.port }, () => {
+        // "::" is dual-stack by default and would take the IPv4 port too: with an IPv4 entry on the same port, keep it to IPv6.
+        const ipv6Only = l.host.includes(':') && listens.some((o) => o !== l && !o.host.includes(':') && o.port === l.port);
+        server.listen({ host: l.host, port: l.port, ipv6Only }, () => {
           server.off('error', onError);
           resolve();
         });

@@ -41,6 +41,13 @@ export interface ModelInput {
   /** Contents of sources that could not be read this time: republished as they were. */
   readonly carried: readonly PublishContent[];
   readonly held: (sha256: string) => boolean;
+  /** Products (productKey) whose new versions MAAS would reject: left out like incomplete ones. */
+  readonly rejected?: ReadonlySet<string>;
+}
+
+/** Names one product of one content id (for ModelInput.rejected). */
+export function productKey(contentId: string, productId: string): string {
+  return `${contentId}\u0000${productId}`;
 }
 
 export interface ModelOutcome {
@@ -73,7 +80,8 @@ export function buildModel(input: ModelInput): ModelOutcome {
       const upstreamProduct = b.upstream.products[productId]!;
       const { versions: _v, ...productFields } = upstreamProduct;
       const product: Product = { ...productFields, versions: {} };
-      for (const sv of versions) {
+      const rejected = input.rejected?.has(productKey(b.contentId, productId)) ?? false;
+      for (const sv of rejected ? [] : versions) {
         const complete = b.onDemand || sv.files.every((f) => input.held(f.sha256));
         if (!complete) {
           incomplete.push({ contentId: b.contentId, productId, version: sv.version });

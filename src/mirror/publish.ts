@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import type { SigningKey } from '../pgp/keys.js';
 import { clearsign, detachSign } from '../pgp/sign.js';
 import { formatRfc2822 } from '../simplestreams/dates.js';
+import { validateForMaas, type MaasProblem } from '../simplestreams/maas-rules.js';
 import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js';
 import type { BlobStore } from '../store/blobs.js';
 import { fsyncDir, rethrowDiskFull, writeFileAtomic, writeFileDurable } from '../store/fsutil.js';
 import type { Layout } from '../store/layout.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { newSnapshotId, snapshotIds, switchCurrent } from '../store/snapshots.js';
-import type { PublishModel } from './model.js';
+import { productKey, type PublishModel } from './model.js';
 
 export interface PublishOptions {
   layout: Layout;
@@ -26,6 +27,59 @@ export interface PublishOptions {
  * `current` with one rename. Until that rename nothing a reader can reach has
  * changed; after it, everything has.
  */
+export interface RenderedTree {
+  /** index.sjson (entries point at .sjson) and index.json (entries point at .json). */
+  readonly signed: IndexDocument;
+  readonly plain: IndexDocument;
+  readonly products: readonly { contentId: string; basePath: string; doc: ProductsDocument }[];
+}
+
+/** The documents a snapshot of this model holds, before signing. */
+export function renderTree(model: PublishModel, updated: string): RenderedTree {
+  const signed: IndexDocument = { format: 'index:1.0', index: {}, updated };
+  const plain: IndexDocument = { format: 'index:1.0', index: {}, updated };
+  const products: RenderedTree['products'][number][] = [];
+  for (const c of model.contents) {
+    const doc: ProductsDocument = { ...c.doc, updated };
+    products.push({ contentId: c.contentId, basePath: c.basePath, doc });
+    const { path: _p, ...entryFields } = c.entry as typeof c.entry & { path?: string };
+    const entry = {
+      ...entryFields,
+      format: 'products:1.0',
+      datatype: String(entryFields.datatype ?? doc.datatype ?? 'image-ids'),
+      products: Object.keys(doc.products).sort(),
+      updated,
+    };
+    signed.index[c.contentId] = { ...entry, path: `${c.basePath}.sjson` };
+    plain.index[c.contentId] = { ...entry, path: `${c.basePath}.json` };
+  }
+  return { signed, plain, products };
+}
+
+/**
+ * What MAAS would reject in the snapshot of this model, per product where a
+ * problem belongs to one product (MAAS fails the whole products file for it),
+ * and for the tree as a whole otherwise.
+ */
+export function maasProblems(model: PublishModel): { byProduct: Map<string, MaasProblem[]>; tree: MaasProblem[] } {
+  const { plain, products } = renderTree(model, formatRfc2822(new Date()));
+  const docs = new Map(products.map((p) => [`${p.basePath}.json`, p]));
+  const byProduct = new Map<string, MaasProblem[]>();
+  const tree: MaasProblem[] = [];
+  for (const problem of validateForMaas(plain, new Map([...docs].map(([path, p]) => [path, p.doc])))) {
+    const file = [...docs.keys()].find((path) => problem.where.startsWith(`${path} products[`));
+    const m = file === undefined ? null : /^\S+ products(\["(?:[^"\\]|\\.)*"\])/.exec(problem.where);
+    const productId = m ? (JSON.parse(m[1]!) as string[])[0] : undefined;
+    if (file === undefined || productId === undefined) {
+      tree.push(problem);
+      continue;
+    }
+    const key = productKey(docs.get(file)!.contentId, productId);
+    byProduct.set(key, [...(byProduct.get(key) ?? []), problem]);
+  }
+  return { byProduct, tree };
+}
+
 export async function publishSnapshot(model: PublishModel, opts: PublishOptions): Promise<SnapshotManifest> {
   const now = opts.now ?? new Date();
   const id = newSnapshotId(now, await snapshotIds(opts.layout));
@@ -41,23 +95,11 @@ export async function publishSnapshot(model: PublishModel, opts: PublishOptions)
   };
   try {
     await mkdir(building, { recursive: true });
-    const signed: IndexDocument = { format: 'index:1.0', index: {}, updated };
-    const plain: IndexDocument = { format: 'index:1.0', index: {}, updated };
-    for (const c of model.contents) {
-      const doc: ProductsDocument = { ...c.doc, updated };
-      const base = join(building, c.basePath);
+    const { signed, plain, products } = renderTree(model, updated);
+    for (const { basePath, doc } of products) {
+      const base = join(building, basePath);
       await ensureDir(base);
       await writeSignedTriple(base, JSON.stringify(doc, null, 1) + '\n', opts.key);
-      const { path: _p, ...entryFields } = c.entry as typeof c.entry & { path?: string };
-      const entry = {
-        ...entryFields,
-        format: 'products:1.0',
-        datatype: String(entryFields.datatype ?? doc.datatype ?? 'image-ids'),
-        products: Object.keys(doc.products).sort(),
-        updated,
-      };
-      signed.index[c.contentId] = { ...entry, path: `${c.basePath}.sjson` };
-      plain.index[c.contentId] = { ...entry, path: `${c.basePath}.json` };
     }
     const indexBase = join(building, 'streams', 'v1', 'index');
     await ensureDir(indexBase);

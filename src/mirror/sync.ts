@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import { AbortedError, isMirrorError } from '../errors.js';
+import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
@@ -17,7 +17,7 @@ import { buildModel, type ContentBuild, type PublishContent } from './model.js';
 import { diffPlan, type PlanChange } from './plan.js';
 import { readPublished } from './previous.js';
 import { SyncProgress } from './progress.js';
-import { publishSnapshot } from './publish.js';
+import { maasProblems, publishSnapshot } from './publish.js';
 import { RateLimiter } from './ratelimit.js';
 import { selectContent, type WantedFile } from './select.js';
 import { readSource, type SourceMetadata } from './source.js';
@@ -284,17 +284,48 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
 
     // Publish what is complete.
     progress.setPhase('publish');
-    const { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    let { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    // MAAS fails a whole products file (and the import) for one bad product: leave such products out
+    // (their previous versions stay), and publish nothing if the tree itself would be rejected.
+    let problems = maasProblems(model);
+    if (problems.byProduct.size > 0) {
+      ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
+      for (const [key, list] of problems.byProduct) {
+        const [contentId, productId] = key.split('\u0000') as [string, string];
+        const source = builds.find((b) => b.contentId === contentId)?.source ?? 'publish';
+        const f = failureOf(source, new MaasRulesError(`product ${productId} (${contentId}) left out`, list));
+        failures.push(f);
+        failedSources.add(source);
+        log.error({ source, productId, code: f.code }, f.message);
+      }
+      problems = maasProblems(model);
+    }
+    const treeProblems = [...problems.tree, ...[...problems.byProduct.values()].flat()];
+    if (treeProblems.length > 0) {
+      const f = failureOf('publish', new MaasRulesError('the tree', treeProblems));
+      failures.push(f);
+      log.error({ code: f.code }, `nothing published, the current snapshot stays: ${f.message}`);
+    }
     const changes = diffPlan(previous?.contents, model.contents);
     let snapshot = previous?.manifest.id;
     let published = false;
-    if (model.contents.length === 0 && !previous) {
+    // Loaded before deciding: a tree signed by another key than the one MAAS is given must be re-signed.
+    const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey).catch((err: unknown) => {
+      const f = failureOf('publish', err);
+      failures.push(f);
+      log.error({ code: f.code }, `the signing key cannot be loaded, the current snapshot stays: ${f.message}`);
+      return undefined;
+    });
+    const rekeyed = previous !== undefined && key !== undefined && previous.manifest.signedBy !== key.fingerprint;
+    if (key === undefined || treeProblems.length > 0) {
+      // Said above.
+    } else if (model.contents.length === 0 && !previous) {
       log.warn('nothing to publish: no source gave a complete product');
-    } else if (previous && previous.manifest.fingerprint === model.fingerprint && !repaired) {
+    } else if (previous && previous.manifest.fingerprint === model.fingerprint && !repaired && !rekeyed) {
       log.info({ snapshot }, 'nothing changed upstream: the current snapshot stays');
     } else {
+      if (rekeyed) log.info({ from: previous.manifest.signedBy, to: key.fingerprint }, 'the signing key changed: publishing the tree signed with the new key');
       try {
-        const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey);
         const manifest = await publishSnapshot(model, {
           layout,
           store,

@@ -1,4 +1,5 @@
-import { open, readFile, unlink, mkdir, rename } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { errnoOf, LockedError } from '../errors.js';
@@ -14,44 +15,101 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/** An unreadable lock younger than this is a holder still writing it, or one we cannot judge: held. */
+const UNREADABLE_GRACE_MS = 10_000;
+/** A takeover guard older than this was left by a process that died mid-takeover. */
+const TAKEOVER_STALE_MS = 30_000;
+
 /**
  * A lock file shared by every process using one dataDir (the daemon, cron's
- * `maas-mirror sync`, `gc`). Created with O_EXCL; a holder that no longer
- * runs on this host is taken over, so a crash never wedges the mirror.
+ * `maas-mirror sync`, `gc`). It appears with its content in one step (a
+ * hard link of a complete temporary file), so nobody ever reads a half-made
+ * lock. A holder that no longer runs on this host is taken over, one taker at
+ * a time, so a crash never wedges the mirror and two takers never both win.
  */
 export async function acquireLock(file: string, command: string): Promise<Lock> {
   await mkdir(dirname(file), { recursive: true });
   const me: Holder = { pid: process.pid, host: hostname(), command, since: new Date().toISOString() };
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fh = await open(file, 'wx', 0o644);
-      await fh.writeFile(JSON.stringify(me) + '\n');
-      await fh.close();
-      return { release: () => releaseLock(file, me) };
-    } catch (err) {
-      if (errnoOf(err) !== 'EEXIST') throw err;
+  const text = JSON.stringify(me) + '\n';
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, text, { mode: 0o644 });
+  try {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await link(tmp, file);
+        return { release: () => releaseLock(file, me) };
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+      }
+      const seen = await readText(file);
+      if (seen === undefined) continue; // released meanwhile: try again
+      const holder = parseHolder(seen);
+      if (holder === undefined) {
+        if ((await ageMs(file)) < UNREADABLE_GRACE_MS) throw new LockedError(file, 'a process that has not finished writing the lock file');
+      } else if (isAlive(holder)) {
+        throw new LockedError(file, `${holder.command}, pid ${holder.pid} on ${holder.host}, since ${holder.since}`);
+      }
+      await takeOver(file, seen);
     }
-    const holder = await readHolder(file);
-    if (holder && isAlive(holder)) {
-      throw new LockedError(file, `${holder.command}, pid ${holder.pid} on ${holder.host}, since ${holder.since}`);
-    }
-    // Stale: move it aside atomically so two processes cannot both take over.
-    const aside = `${file}.stale-${process.pid}`;
-    await rename(file, aside).catch(() => undefined);
-    await unlink(aside).catch(() => undefined);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
-  const holder = await readHolder(file);
+  const holder = parseHolder((await readText(file)) ?? '');
   throw new LockedError(file, holder ? `pid ${holder.pid} on ${holder.host}` : 'unknown holder');
+}
+
+/**
+ * Removes a stale lock, but only the one judged stale: under a guard file
+ * made with O_EXCL, and only if the lock still holds the same text (nobody
+ * else can replace a stale lock while we hold the guard).
+ */
+async function takeOver(file: string, staleText: string): Promise<void> {
+  const guard = `${file}.takeover`;
+  try {
+    await (await open(guard, 'wx', 0o644)).close();
+  } catch (err) {
+    if (errnoOf(err) !== 'EEXIST') throw err;
+    if ((await ageMs(guard)) > TAKEOVER_STALE_MS) await unlink(guard).catch(() => undefined);
+    else await new Promise((r) => setTimeout(r, 20));
+    return;
+  }
+  try {
+    if ((await readText(file)) === staleText) await unlink(file).catch(() => undefined);
+  } finally {
+    await unlink(guard).catch(() => undefined);
+  }
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+async function ageMs(file: string): Promise<number> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
+
+function parseHolder(text: string): Holder | undefined {
+  try {
+    const h = JSON.parse(text) as Holder;
+    return typeof h?.pid === 'number' && typeof h.host === 'string' ? h : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const PROCESS_START = Date.now() - process.uptime() * 1000;
 
 async function readHolder(file: string): Promise<Holder | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as Holder;
-  } catch {
-    return undefined;
-  }
+  const text = await readText(file);
+  return text === undefined ? undefined : parseHolder(text);
 }
 
 function isAlive(h: Holder): boolean {

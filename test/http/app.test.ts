@@ -146,6 +146,13 @@ describe('region tree', () => {
     expect(res.body).toEqual({});
     const meta = await request(app).head(PREFIX + 'streams/v1/index.sjson').set('Accept-Encoding', 'identity');
     expect(meta.headers['content-length']).toBe(String(Buffer.byteLength(tree.metadata['streams/v1/index.sjson']!)));
+    // Range is defined for GET only (RFC 9110 §14.2): a HEAD ignores it, as the matching full GET would.
+    const ranged = await request(app).head(PREFIX + INITRD).set('Range', 'bytes=0-3');
+    expect(ranged.status).toBe(200);
+    expect(ranged.headers['content-length']).toBe(String(body.length));
+    expect(ranged.headers['content-range']).toBeUndefined();
+    const unsatisfiable = await request(app).head(PREFIX + INITRD).set('Range', `bytes=${body.length}-`);
+    expect(unsatisfiable.status).toBe(200);
   });
 
   it('honours single ranges, answers 416 when unsatisfiable, and the whole file for several', async () => {

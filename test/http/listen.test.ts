@@ -34,6 +34,23 @@ describe('startHttpServer', () => {
     expect(s.servers.every((x) => !x.listening)).toBe(true);
   });
 
+  it('listens on 0.0.0.0 and [::] with the same port (IPv6 kept to IPv6)', async () => {
+    const probe = await startHttpServer({ config: config(['127.0.0.1:0']), layout: t.layout, logger: silentLogger() });
+    const port = probe.addresses[0]!.port;
+    await probe.close();
+    const s = await startHttpServer({ config: config([`0.0.0.0:${port}`, `[::]:${port}`]), layout: t.layout, logger: silentLogger() });
+    try {
+      expect(s.addresses.map((a) => a.host)).toEqual(['0.0.0.0', '::']);
+      for (const host of ['127.0.0.1', '[::1]']) {
+        const res = await fetch(`http://${host}:${port}${PREFIX}streams/v1/index.json`);
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   it('names the address it cannot bind and what to do', async () => {
     const first = await startHttpServer({ config: config(['127.0.0.1:0']), layout: t.layout, logger: silentLogger() });
     try {

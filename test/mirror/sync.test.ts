@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEnv, makeKey, type Env } from '../helpers/env.js';
 import { itemPaths, readCurrent, sha256File, versionsOf } from '../helpers/tree.js';
+import { loadKeyring } from '../../src/pgp/keyring.js';
+import { verifyClearsigned } from '../../src/pgp/verify.js';
 
 const NOBLE_AMD64 = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
 const JAMMY_AMD64 = 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04';
@@ -13,6 +15,18 @@ afterEach(async () => {
   await env?.close();
   env = undefined;
 });
+
+/** Every regular file under dir (relative path) with its inode, size and mtime: what a write would change. */
+async function statTree(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const full = join(e.parentPath, e.name);
+    const st = await stat(full);
+    out.set(full.slice(dir.length + 1), `${st.ino}:${st.size}:${st.mtimeMs}`);
+  }
+  return out;
+}
 
 async function blobCount(dataDir: string): Promise<number> {
   let n = 0;
@@ -156,6 +170,34 @@ describe('sync: selection', () => {
     );
   });
 
+  it('leaves out products whose filtered versions MAAS would reject, keeping what was published before', async () => {
+    env = await makeEnv();
+    const good = [['os=ubuntu', 'arch=amd64', 'release~^(jammy|noble)$'], ['bootloader-type~.']];
+    await env.sync({ config: env.config([{ filters: good }]) });
+    const before = await readlink(join(env.dataDir, 'current'));
+    env.upstream.addVersion(NOBLE_AMD64, '20250801');
+    await env.upstream.write();
+    // Without its manifest item a version is one MAAS refuses, and with it the whole products file.
+    const bad = [['os=ubuntu', 'arch=amd64', 'release~^(jammy|noble)$', 'ftype!=manifest'], ['bootloader-type~.']];
+    const r = await env.sync({ config: env.config([{ filters: bad }]) });
+    expect(r.result).toBe('partial');
+    const rejected = r.failures.filter((f) => f.code === 'MM_MAAS_RULES');
+    expect(rejected.map((f) => f.message).join('\n')).toContain(NOBLE_AMD64);
+    expect(rejected[0]!.message).toMatch(/manifest/);
+    // The products stay at what MAAS already has; nothing MAAS would reject is published.
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(before);
+    expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250709']);
+    const cold = await makeEnv();
+    try {
+      const r2 = await cold.sync({ config: cold.config([{ filters: [['os=ubuntu', 'ftype!=manifest']] }]) });
+      expect(r2.result).not.toBe('ok');
+      expect(r2.published).toBe(false);
+      expect(r2.failures.some((f) => f.code === 'MM_MAAS_RULES')).toBe(true);
+    } finally {
+      await cold.close();
+    }
+  });
+
   it('keeps the newest maxVersions per product in byte order of version keys', async () => {
     env = await makeEnv();
     env.upstream.addVersion('com.ubuntu.maas.stable:1:pxelinux:pxe:i386', '20210203.10');
@@ -214,16 +256,39 @@ describe('sync: resync', () => {
     await env.sync();
     const first = await readlink(join(env.dataDir, 'current'));
     const before = env.server.log.length;
-    const t0 = performance.now();
+    const filesBefore = await statTree(env.dataDir);
     const r = await env.sync();
-    const ms = performance.now() - t0;
     expect(r.published).toBe(false);
     expect(r.downloaded.bytes).toBe(0);
     expect(await readlink(join(env.dataDir, 'current'))).toBe(first);
     const reqs = env.server.log.slice(before);
     expect(reqs.every((q) => q.path.startsWith('streams/v1/') && q.conditional && q.status === 304)).toBe(true);
     expect(reqs.length).toBe(1 + env.upstream.products.size);
-    expect(ms).toBeGreaterThan(0);
+    // No blob written, no snapshot made, nothing re-signed: the blobs and snapshots are the same files, untouched.
+    const filesAfter = await statTree(env.dataDir);
+    for (const dir of ['blobs', 'snapshots']) {
+      const pick = (m: Map<string, string>) => [...m].filter(([f]) => f.startsWith(`${dir}/`));
+      expect(pick(filesAfter)).toEqual(pick(filesBefore));
+      expect(pick(filesBefore).length).toBeGreaterThan(0);
+    }
+  });
+
+  it('re-signs the tree when the signing key changes, even with nothing new upstream', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const first = await readlink(join(env.dataDir, 'current'));
+    const next = await makeKey(env.dir, 'mirror-next');
+    const keyFile = join(env.dir, 'mirror-next.asc');
+    await writeFile(keyFile, next.privateKey.armor());
+    const config = env.config([{}], { publish: { signingKey: keyFile } });
+    const r = await env.sync({ config });
+    expect(r.published).toBe(true);
+    expect(r.downloaded.bytes).toBe(0);
+    expect(await readlink(join(env.dataDir, 'current'))).not.toBe(first);
+    const index = await readFile(join(env.dataDir, 'current', 'streams', 'v1', 'index.sjson'), 'utf8');
+    const keyring = await loadKeyring(next.keyring);
+    await expect(verifyClearsigned(index, keyring, 'index.sjson')).resolves.toBeDefined();
+    expect((await env.sync({ config })).published).toBe(false);
   });
 
   it('publishes a new snapshot when upstream adds a version, fetching only the new files', async () => {
