@@ -6,7 +6,7 @@ import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
-import { collectGarbage, type GcReport } from '../store/gc.js';
+import { collectGarbage, writeWanted, type GcReport } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
@@ -225,6 +225,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       });
     }
     for (const m of metas) await new StateStore(layout, m.source.name).save(m.state);
+    await writeWanted(layout, [...wanted.values()].map((f) => f.sha256));
 
     // Download.
     progress.setPhase('download');

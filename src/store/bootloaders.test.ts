@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readFile, readlink, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, readFile, readlink, readdir, realpath, symlink, writeFile } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { captureLogger, publishSnapshot, snapshotId, tempDataDir, type TempData } from '../../test/http/fixture.js';
 import { refuseReason, unpackBootloaders } from './bootloaders.js';
-import type { ManifestBootloader } from './manifest.js';
+import { Namespace } from './namespace.js';
+import { readManifest, type ManifestBootloader } from './manifest.js';
 
 let t: TempData;
 beforeEach(async () => {
@@ -89,6 +90,25 @@ describe('refuseReason', () => {
   ])('%j → %s', (entry, want) => {
     expect(refuseReason(entry)).toBe(want);
   });
+
+  // The kernel follows a link before a ".." after it: "c/.." with c → . is the parent, not ".".
+  const links = new Set(['c', 'up', 'a/l', 'ok-link']);
+  it.each([
+    [{ path: 'up', type: 'SymbolicLink', linkpath: 'c/..' }, 'link target goes through the link c (c/..)'],
+    [{ path: 'up2', type: 'SymbolicLink', linkpath: 'up/..' }, 'link target goes through the link up (up/..)'],
+    [{ path: 'pw', type: 'SymbolicLink', linkpath: './up/etc/passwd' }, 'link target goes through the link up (./up/etc/passwd)'],
+    [{ path: 'a/x', type: 'SymbolicLink', linkpath: 'l/../..' }, 'link target goes through the link a/l (l/../..)'],
+    [{ path: 'x', type: 'Link', linkpath: 'up/etc/hostname' }, 'link target goes through the link up (up/etc/hostname)'],
+    [{ path: 'x', type: 'Link', linkpath: 'ok-link' }, 'link target goes through the link ok-link (ok-link)'],
+    [{ path: 'c/file', type: 'File' }, 'path goes through the link c'],
+    [{ path: './a/l/x/', type: 'Directory' }, 'path goes through the link a/l'],
+    [{ path: 'link2', type: 'SymbolicLink', linkpath: 'ok-link' }, undefined],
+    [{ path: 'a/y', type: 'SymbolicLink', linkpath: '../c' }, undefined],
+    [{ path: 'a/z', type: 'SymbolicLink', linkpath: '../cc/..' }, undefined],
+    [{ path: 'up', type: 'File' }, undefined],
+  ])('with links %j → %s', (entry, want) => {
+    expect(refuseReason(entry, links)).toBe(want);
+  });
 });
 
 describe('unpackBootloaders', () => {
@@ -139,10 +159,64 @@ describe('unpackBootloaders', () => {
       bootloaders: [bootloader('uefi', 'amd64', { 'shim-signed': 'bootloaders/uefi/amd64/20250201.0/shim-signed.tar.xz' }, '20250201.0')],
     });
     const r2 = await unpackBootloaders(t.layout, m2, logger);
-    expect(r2.removed).toEqual([id]);
+    expect(r2.removed).toEqual([]);
     expect(await readFile(join(b, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('SHIM2');
     expect(existsSync(join(b, 'pxe'))).toBe(false);
-    expect(await readdir(t.layout.bootloadersStore)).toEqual([id2]);
+    expect((await readdir(t.layout.bootloadersStore)).sort()).toEqual([id, id2]);
+  });
+
+  it('keeps the folder it switched away from for readers of the old link, and removes older ones', async () => {
+    const { logger } = captureLogger();
+    const publish = async (n: number, content: string) => {
+      const item = `bootloaders/uefi/amd64/${n}/shim-signed.tar.xz`;
+      const m = await publishSnapshot(t.layout, {
+        id: snapshotId(n),
+        items: { [item]: await systemTarXz({ 'bootx64.efi': content }) },
+        bootloaders: [bootloader('uefi', 'amd64', { 'shim-signed': item }, `2025010${n}.0`)],
+      });
+      return unpackBootloaders(t.layout, m, logger);
+    };
+    await publish(1, 'ONE');
+    // A daemon that read the link just before the switch keeps using it for linkTtlMs.
+    const ns = new Namespace({ layout: t.layout, linkTtlMs: 60_000 });
+    const before = await ns.resolve('bootx64.efi');
+    expect((await before.handle.readFile()).toString()).toBe('ONE');
+    await before.close();
+
+    const r2 = await publish(2, 'TWO');
+    expect(r2.removed).toEqual([]);
+    expect((await readdir(t.layout.bootloadersStore)).sort()).toEqual([snapshotId(1), snapshotId(2)]);
+    // Over HTTP and TFTP alike: the stale reader still gets a whole, valid file, not ENOENT (500) or 404.
+    for (const name of ['bootx64.efi', 'bootloaders/uefi/amd64/bootx64.efi']) {
+      const stale = await ns.resolve(name);
+      expect(stale.target.rootId, name).toBe(snapshotId(1));
+      expect((await stale.handle.readFile()).toString(), name).toBe('ONE');
+      await stale.close();
+    }
+    const fresh = new Namespace({ layout: t.layout });
+    const now = await fresh.resolve('bootx64.efi');
+    expect((await now.handle.readFile()).toString()).toBe('TWO');
+    await now.close();
+
+    // Re-running on the folder already switched to removes nothing (the previous one may still be read).
+    const again = await publish(2, 'TWO');
+    expect(again).toMatchObject({ reused: true, removed: [] });
+    expect((await readdir(t.layout.bootloadersStore)).sort()).toEqual([snapshotId(1), snapshotId(2)]);
+
+    // The next switch keeps the folder it replaces and removes the older one, and any half-made one.
+    await mkdir(join(t.layout.bootloadersStore, `.tmp-${snapshotId(9)}-1-abcdef`, 'uefi'), { recursive: true });
+    const r3 = await publish(3, 'THREE');
+    expect([...r3.removed].sort()).toEqual([`.tmp-${snapshotId(9)}-1-abcdef`, snapshotId(1)].sort());
+    expect((await readdir(t.layout.bootloadersStore)).sort()).toEqual([snapshotId(2), snapshotId(3)]);
+    expect(await readlink(t.layout.bootloaders)).toBe(join('bootloaders.d', snapshotId(3)));
+    expect(await readFile(join(t.layout.bootloadersStore, snapshotId(2), 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('TWO');
+
+    // A rollback switches back to an older folder; the one it replaces stays, the rest goes.
+    const back = await unpackBootloaders(t.layout, await readManifest(t.layout, snapshotId(1)), logger);
+    expect(back.reused).toBe(false);
+    expect(back.removed).toEqual([snapshotId(2)]);
+    expect((await readdir(t.layout.bootloadersStore)).sort()).toEqual([snapshotId(1), snapshotId(3)]);
+    expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('ONE');
   });
 
   it('refuses and logs hostile entries, unpacking the rest', async () => {
@@ -156,8 +230,26 @@ describe('unpackBootloaders', () => {
       { path: 'hard-out', type: 'Link', linkpath: '../../../../etc/hostname' },
       { path: 'hard-abs', type: 'Link', linkpath: '/etc/hostname' },
       { path: 'dev-null', type: 'CharacterDevice' },
+      { path: 'ok-link2', type: 'SymbolicLink', linkpath: 'ok-link' },
       { path: 'ok-link', type: 'SymbolicLink', linkpath: 'good.efi' },
       { path: 'ok-hard', type: 'Link', linkpath: 'good.efi' },
+      // Links through links: each target is inside its folder on paper, but the kernel follows a link before "..".
+      { path: 'c', type: 'SymbolicLink', linkpath: '.' },
+      { path: 'up', type: 'SymbolicLink', linkpath: 'c/..' },
+      { path: 'up2', type: 'SymbolicLink', linkpath: 'up/..' },
+      { path: 'up3', type: 'SymbolicLink', linkpath: 'up2/..' },
+      { path: 'up4', type: 'SymbolicLink', linkpath: 'up3/..' },
+      { path: 'passwd', type: 'SymbolicLink', linkpath: 'up4/etc/passwd' },
+      { path: 'hard-via-link', type: 'Link', linkpath: 'up4/etc/hostname' },
+      { path: 'c/via-link.efi', type: 'File', body: 'VIA' },
+      // The same in an order a check made entry by entry cannot see (each link used comes later),
+      // with links to a link that points outside: left to the walk of the unpacked folder.
+      { path: 'leak2', type: 'SymbolicLink', linkpath: 'leak' },
+      { path: 'leak', type: 'SymbolicLink', linkpath: 'rev-up' },
+      { path: 'rev-up', type: 'SymbolicLink', linkpath: 'rev-c/..' },
+      { path: 'rev-c', type: 'SymbolicLink', linkpath: '.' },
+      // Fine: ".." that stays inside its folder.
+      { path: 'sub/up-ok', type: 'SymbolicLink', linkpath: '../good.efi' },
     ]);
     // Made with GNU tar too: -P keeps the absolute name, --transform adds "..".
     const src = join(t.dataDir, 'gnu');
@@ -195,6 +287,16 @@ describe('unpackBootloaders', () => {
         'hard-out',
         'hard-abs',
         'dev-null',
+        'up',
+        'up2',
+        'up3',
+        'up4',
+        'passwd',
+        'hard-via-link',
+        'c/via-link.efi',
+        'rev-up',
+        'leak',
+        'leak2',
         '../../gnu-escape.c32',
         join(src, 'fine.c32'),
       ].sort(),
@@ -202,11 +304,24 @@ describe('unpackBootloaders', () => {
     const warnings = lines.filter((l) => l.level === 'warn' && l.msg === 'refused a bootloader archive entry');
     expect(warnings).toHaveLength(refused.length);
     expect(warnings.find((w) => w.entry === 'to-passwd')).toMatchObject({ archive: 'bootloaders/uefi/amd64/1/evil.tar.xz' });
+    for (const entry of ['rev-up', 'leak', 'leak2']) {
+      expect(warnings.find((w) => w.entry === entry), entry).toMatchObject({ archive: 'bootloaders/uefi/amd64/1/evil.tar.xz' });
+      expect(r.refused.find((x) => x.entry === entry)?.reason, entry).toMatch(/outside its folder/);
+    }
 
     const dir = join(t.layout.bootloaders, 'uefi/amd64');
-    expect((await readdir(dir)).sort()).toEqual(['good.efi', 'ok-hard', 'ok-link']);
+    expect((await readdir(dir)).sort()).toEqual(['c', 'good.efi', 'ok-hard', 'ok-link', 'ok-link2', 'rev-c', 'sub']);
+    expect(await readdir(join(dir, 'sub'))).toEqual(['up-ok']);
     expect(await readFile(join(dir, 'ok-link'), 'utf8')).toBe('GOOD');
+    expect(await readFile(join(dir, 'ok-link2'), 'utf8')).toBe('GOOD');
+    expect(await readFile(join(dir, 'sub/up-ok'), 'utf8')).toBe('GOOD');
     expect(await readFile(join(dir, 'ok-hard'), 'utf8')).toBe('GOOD');
+    // What nginx or Apache would follow: every link left resolves inside its folder.
+    const real = await realpath(dir);
+    for (const name of ['c', 'rev-c', 'ok-link', 'ok-link2', 'sub/up-ok']) {
+      const to = await realpath(join(dir, name));
+      expect(to === real || to.startsWith(real + sep), `${name} → ${to}`).toBe(true);
+    }
     expect((await readdir(join(t.layout.bootloaders, 'pxe/amd64'))).sort()).toEqual(['fine.c32']);
     for (const p of ['/tmp/mm-abs-escape', join(t.dataDir, 'escape-dotdot'), join(t.layout.bootloadersStore, 'escape-dotdot'), join(t.dataDir, 'gnu-escape.c32')]) {
       expect(existsSync(p), p).toBe(false);

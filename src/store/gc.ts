@@ -1,4 +1,5 @@
-import { readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { writeFileAtomic } from './fsutil.js';
 import { join } from 'node:path';
 import type { BlobStore } from './blobs.js';
 import type { Layout } from './layout.js';
@@ -29,6 +30,32 @@ export interface GcReport {
   readonly partialBytesFreed: number;
 }
 
+/** Records what a sync selected, for collectGarbage (atomic: a crash leaves the old list or the new). */
+export async function writeWanted(layout: Layout, sha256s: Iterable<string>): Promise<void> {
+  await mkdir(layout.stateDir, { recursive: true });
+  await writeFileAtomic(layout.wantedFile, JSON.stringify({ sha256: [...new Set(sha256s)].sort() }) + '\n');
+}
+
+async function readWanted(layout: Layout): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(layout.wantedFile, 'utf8');
+  } catch {
+    return [];
+  }
+  let list: unknown;
+  try {
+    list = (JSON.parse(text) as { sha256?: unknown }).sha256;
+  } catch {
+    list = undefined;
+  }
+  // Refusing is safer than guessing: without the list gc could delete what the next sync needs.
+  if (!Array.isArray(list) || !list.every((x) => typeof x === 'string')) {
+    throw new Error(`${layout.wantedFile} is not a list of sha256s; delete it and run sync again`);
+  }
+  return list as string[];
+}
+
 /**
  * Keeps the newest snapshots, then deletes every blob no kept snapshot
  * lists, stale partial files and leftovers of interrupted publishes. Runs
@@ -55,6 +82,9 @@ export async function collectGarbage(opts: GcOptions): Promise<GcReport> {
   }
   const referenced = new Set<string>();
   for (const m of kept) for (const f of Object.values(m.files)) referenced.add(f.sha256);
+  // Files the last sync selected but could not publish yet (a version missing one item):
+  // deleting them would make the next sync download them again.
+  for (const sha of await readWanted(layout)) referenced.add(sha);
 
   let blobsRemoved = 0;
   let bytesFreed = 0;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
  *   current -> snapshots/<id>       switched atomically on publish
  *   bootloaders -> bootloaders.d/<id>   unpacked bootloaders, switched atomically
  *   state/<source>.json             conditional-request validators, accepted dates
+ *   state/_wanted.json              sha256s the last sync selected: gc keeps them
  *   keys/                           the mirror's signing key (0600) and public key
  *   lock                            held by sync and gc
  */
@@ -59,6 +60,10 @@ export class Layout {
   }
   state(source: string): string {
     return join(this.stateDir, `${source}.json`);
+  }
+  /** Source names cannot start with "_", so this never clashes with a source's state. */
+  get wantedFile(): string {
+    return join(this.stateDir, '_wanted.json');
   }
   get keysDir(): string {
     return join(this.dataDir, 'keys');

@@ -206,6 +206,30 @@ describe('downloads: corrupt content', () => {
     expect(again.result).toBe('ok');
     expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250801']);
   });
+
+  it('keeps the verified files of a version it could not finish, even when gc runs after another publish', async () => {
+    env = await makeEnv();
+    const config = env.config([{}], { publish: { keepSnapshots: 1 } });
+    await env.sync({ config });
+    env.upstream.addVersion(NOBLE_AMD64, '20250801');
+    env.upstream.addVersion('com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04', '20250801');
+    await env.upstream.write();
+    const squash = newestItem(env, NOBLE_AMD64, 'squashfs');
+    const kernel = newestItem(env, NOBLE_AMD64, 'boot-kernel');
+    answerWith(env, squash.path, 503);
+    const r = await env.sync({ config });
+    expect(r.result).toBe('partial');
+    // jammy's new version was published and the old snapshot pruned, so gc walked the store.
+    expect(r.published).toBe(true);
+    expect(r.gc!.snapshotsRemoved).toHaveLength(1);
+    const blob = (sha: string) => join(env!.dataDir, 'blobs', 'sha256', sha.slice(0, 2), sha);
+    await expect(readFile(blob(kernel.sha256))).resolves.toBeDefined();
+    env.server.intercept = undefined;
+    const again = await env.sync({ config });
+    expect(again.result).toBe('ok');
+    expect(again.downloaded.files).toBe(1);
+    expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250801']);
+  });
 });
 
 describe('downloads: a complete partial file (killed before its rename)', () => {
