@@ -7,7 +7,9 @@ import type { ManifestFile } from '../store/manifest.js';
  * When a request names such a file (by tree path or hash prefix) and a hook
  * was given to createHttpApp, the hook owns the response: it should fetch
  * the item from `file.source`, verify size and sha256, store it as a blob,
- * and stream it to `res` (honouring Range if it can), or answer an error.
+ * and stream it to `res`, or answer an error. It should obey the rules held
+ * items follow (sendEntity: preconditions, Range, validators), answer HEAD
+ * without fetching, and count body bytes with addBytes for the access log.
  * Without a hook the mirror answers 503 "not yet held; pull-through not
  * available" (NotHeldError). The hook is called with the snapshot's own
  * entry, so `path` is the item path relative to the tree root. req and res

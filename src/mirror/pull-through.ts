@@ -1,16 +1,25 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
+import { constants } from 'node:fs';
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import { ChecksumError, MirrorError, SizeMismatchError } from '../errors.js';
+import { ChecksumError, errnoOf, MirrorError, SizeMismatchError } from '../errors.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { Layout } from '../store/layout.js';
 import type { ManifestFile } from '../store/manifest.js';
+import { classify, safeRelativePath, type OpenedFile } from '../store/namespace.js';
 import { translateError, UpstreamClient } from './client.js';
 import { joinUrl } from './url.js';
+import { addBytes } from '../http/access-log.js';
+import { evaluatePreconditions } from '../http/conditional.js';
 import { drained } from '../http/drained.js';
+import { CACHE_IMMUTABLE, CACHE_REVALIDATE, contentTypeOf, quoteTag } from '../http/entity.js';
+import { rawPath } from '../http/handler.js';
+import { ifRangeAllows, parseRange } from '../http/range.js';
+import { sendEntity } from '../http/send.js';
 
 export class UpstreamUnavailableError extends MirrorError {
   readonly code = 'MM_UPSTREAM_UNAVAILABLE';
@@ -122,10 +131,19 @@ export class PullThroughService {
 
   /** The HTTP layer's hook (see src/http/pull-through.ts). */
   readonly handler = async (file: File, req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (await this.deps.store.has(file.sha256, file.size)) return this.sendBlob(file, req, res);
+    // Pulled through but not yet republished: the same answers as a held item (Range, 304, validators).
+    const blob = await this.openBlob(file);
+    if (blob) return this.sendBlob(blob, file, req, res);
     const source = this.deps.config().sources.find((s) => s.name === file.source);
     if (!source) {
-      return reply(res, 503, `${file.path} is not held and its source "${file.source}" is no longer configured`);
+      return reply(req, res, 503, `${file.path} is not held and its source "${file.source}" is no longer configured`);
+    }
+    // Preconditions and HEAD need no byte: answered from the manifest (size, sha256), they never start a
+    // download (a rack probing sizes, or revalidating what it has, would otherwise pull every image).
+    if (!pendingHeaders(req, res, quoteTag(file.sha256))) return;
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { 'Content-Type': contentTypeOf('item', file.path), 'Content-Length': String(file.size) }).end();
+      return;
     }
     let dl = this.inflight.get(file.sha256);
     if (!dl) {
@@ -148,38 +166,66 @@ export class PullThroughService {
     try {
       await dl.ready;
     } catch (err) {
-      return reply(res, 503, (err as Error).message);
+      return reply(req, res, 503, (err as Error).message);
     }
     return this.stream(dl, req, res);
   };
 
+  /**
+   * A GET while the first download runs, read back from the partial file.
+   *
+   * Range is honoured from the bytes as they arrive (206), not held back
+   * until the blob is stored: a rack or `curl -C` resuming a cut transfer of
+   * a multi-GB image would otherwise sit idle for the whole remaining
+   * download (and time out), or get a 200 it cannot resume from. As for the
+   * whole file, the last byte of the answer waits for the verdict, so a range
+   * that stops early completes only once the file is verified; a resume
+   * (`bytes=N-`) ends with the file, like a plain GET.
+   */
   private async stream(dl: SharedDownload, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const file = dl.file;
     let fh: FileHandle;
     try {
       fh = await open(dl.partial, 'r');
     } catch (err) {
-      // Finished (and renamed into the store) between the check and here.
-      if (dl.finished) return this.sendBlob(dl.file, req, res);
+      if (errnoOf(err) !== 'ENOENT') throw err;
+      // adopt() renamed the partial into the store; `finished` may not be set yet (the directory fsync).
+      const blob = await this.openBlob(file);
+      if (blob) return this.sendBlob(blob, file, req, res);
+      // Or the download failed and its partial was removed.
+      if (dl.failed) return reply(req, res, 503, `${file.path} is not held yet and its download failed (${dl.failed.message}); the next request tries again`);
       throw err;
     }
     try {
-      // Range is not honoured for bytes still on their way: the whole file, 200, is always correct.
-      res.writeHead(200, {
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(dl.file.size),
-        ETag: `"${dl.file.sha256}"`,
-        'Cache-Control': 'no-cache',
-      });
-      if (req.method === 'HEAD') return void res.end();
-      let pos = 0;
+      const etag = quoteTag(file.sha256);
+      let status = 200;
+      let start = 0;
+      let end = file.size - 1;
+      if (req.headers.range !== undefined && ifRangeAllows(req.headers['if-range'] as string | undefined, etag, NO_DATE)) {
+        const r = parseRange(req.headers.range, file.size);
+        if (r.kind === 'unsatisfiable') {
+          res.writeHead(416, { 'Content-Range': `bytes */${file.size}`, 'Content-Length': '0' }).end();
+          return;
+        }
+        if (r.kind === 'partial') {
+          ({ start, end } = r);
+          status = 206;
+          res.setHeader('Content-Range', `bytes ${start}-${end}/${file.size}`);
+        }
+      }
+      res.setHeader('Content-Type', contentTypeOf('item', file.path));
+      res.setHeader('Content-Length', end - start + 1);
+      res.writeHead(status);
+      const stop = end + 1;
+      let pos = start;
       let closed = false;
       res.once('close', () => {
         closed = true;
         dl.emit('progress');
       });
-      while (pos < dl.file.size && !closed) {
+      while (pos < stop && !closed) {
         // The last byte waits for the verdict: a client never sees a clean end of wrong bytes.
-        const available = dl.finished ? dl.file.size : Math.min(dl.written, dl.file.size - 1);
+        const available = dl.finished ? stop : Math.min(dl.written, stop - 1);
         if (pos >= available) {
           if (dl.failed) break;
           await once(dl, 'progress');
@@ -189,34 +235,61 @@ export class PullThroughService {
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead === 0) break;
         pos += bytesRead;
+        addBytes(res, bytesRead);
         if (!res.write(buf.subarray(0, bytesRead))) await drained(res);
       }
       if (closed) return;
-      if (dl.failed || pos < dl.file.size) res.destroy(dl.failed);
+      if (dl.failed || pos < stop) res.destroy(dl.failed);
       else res.end();
     } finally {
       await fh.close();
     }
   }
 
-  private async sendBlob(file: File, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const fh = await open(this.deps.store.path(file.sha256), 'r');
+  /** The stored blob, open, when it is there with the listed size. */
+  private async openBlob(file: File): Promise<OpenedFile | undefined> {
+    const path = this.deps.store.path(file.sha256);
+    let handle: FileHandle;
     try {
-      const st = await fh.stat();
-      res.writeHead(200, {
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(st.size),
-        ETag: `"${file.sha256}"`,
-        'Cache-Control': 'public, max-age=31536000, immutable',
-        'Last-Modified': st.mtime.toUTCString(),
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile() || stats.size !== file.size) {
+        await handle.close();
+        return undefined;
+      }
+      return {
+        target: { kind: 'item', rootId: '', root: dirname(path), path: file.path, sha256: file.sha256, size: file.size, immutable: true, cacheKey: `blob:${file.sha256}` },
+        handle,
+        size: stats.size,
+        mtime: stats.mtime,
+        stats,
+        close: () => handle.close(),
+      };
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Through sendEntity, as handler.ts serves a held item: preconditions, Range, HEAD, access-log bytes. */
+  private async sendBlob(blob: OpenedFile, file: File, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await sendEntity(req, res, {
+        size: blob.size,
+        etag: quoteTag(file.sha256),
+        lastModified: blob.mtime,
+        contentType: contentTypeOf('item', file.path),
+        cacheControl: cacheControlOf(req),
+        negotiated: false,
+        body: { kind: 'file', file: blob },
       });
-      if (req.method === 'HEAD') return void res.end();
-      const stream = fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false });
-      stream.pipe(res);
-      await Promise.race([once(res, 'close'), once(stream, 'end').then(() => once(res, 'finish'))]);
-      stream.destroy();
     } finally {
-      await fh.close();
+      await blob.close();
     }
   }
 
@@ -225,8 +298,51 @@ export class PullThroughService {
   }
 }
 
-function reply(res: ServerResponse, status: number, message: string): void {
+/** If-Range with a date never matches before the file is stored: it has no Last-Modified yet. */
+const NO_DATE = new Date(NaN);
+
+/**
+ * As for a held item: an item path or a full sha256 always names these bytes;
+ * a short hash prefix may name another file after a publish.
+ */
+function cacheControlOf(req: IncomingMessage): string {
+  const raw = rawPath(req.url ?? '');
+  const safe = raw === undefined ? undefined : safeRelativePath(raw, { decode: true });
+  const route = safe === undefined ? undefined : classify(safe);
+  return route?.kind === 'hash' && route.prefix.length < 64 ? CACHE_REVALIDATE : CACHE_IMMUTABLE;
+}
+
+/**
+ * Validators and policy for an answer about an item not stored yet, then its
+ * preconditions; false when that answer (304, 412) is sent. A HEAD answers as
+ * the full GET would (Range ignored). The strong ETag (the sha256) is known
+ * before any byte is; Last-Modified is not, so If-Modified-Since and
+ * If-Unmodified-Since are ignored (RFC 9110 §13.1.3, §13.1.4). no-cache: a
+ * streamed answer may still be cut if the upstream's bytes turn out wrong.
+ */
+function pendingHeaders(req: IncomingMessage, res: ServerResponse, etag: string): boolean {
+  res.setHeader('ETag', etag);
+  res.setHeader('Cache-Control', CACHE_REVALIDATE);
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  const pre = evaluatePreconditions({ 'if-match': req.headers['if-match'], 'if-none-match': req.headers['if-none-match'] }, { etag, lastModified: NO_DATE });
+  if (pre === 'not-modified') {
+    res.writeHead(304).end();
+    return false;
+  }
+  if (pre === 'failed') {
+    res.writeHead(412, { 'Content-Length': '0' }).end();
+    return false;
+  }
+  return true;
+}
+
+function reply(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
   const body = JSON.stringify({ error: { code: 'MM_UPSTREAM_UNAVAILABLE', message } }) + '\n';
+  // Not the item's validators: this answer is no representation of it.
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Retry-After': '60' });
+  if (req.method === 'HEAD') return void res.end();
+  addBytes(res, Buffer.byteLength(body));
   res.end(body);
 }
