@@ -93,6 +93,20 @@ extra: 1
     expect(issues.find((i) => i.path === 'sources[0].filters[0][1]')!.message).toMatch(/key=value/);
   });
 
+  it('bounds tftp.timeout to 100ms..255s', () => {
+    const base = 'dataDir: d\nsources: [{name: a, url: "http://x/", verify: false}]\ntftp: {timeout: ';
+    const timeoutOf = (v: string) => parseConfig(`${base}${v}}`, '/c.yaml', {}).tftp.timeout;
+    expect(timeoutOf('"100ms"')).toBe(100);
+    expect(timeoutOf('255')).toBe(255_000);
+    expect(parseConfig(base.replace(/\ntftp.*/, ''), '/c.yaml', {}).tftp.timeout).toBe(1000);
+    for (const v of ['0', '"50ms"']) {
+      expect(issuesOf(`${base}${v}}`)).toEqual([{ path: 'tftp.timeout', message: expect.stringMatching(/at least 100ms/) }]);
+    }
+    for (const v of ['"256s"', '2147484']) {
+      expect(issuesOf(`${base}${v}}`)).toEqual([{ path: 'tftp.timeout', message: expect.stringMatching(/at most 255s/) }]);
+    }
+  });
+
   it('reports YAML syntax errors and duplicate source names', () => {
     expect(issuesOf('dataDir: [unclosed')[0]!.message).toMatch(/YAML syntax/);
     const dup = issuesOf('dataDir: d\nsources: [{name: a, url: "http://x/", verify: false}, {name: a, url: "http://y/", verify: false}]');

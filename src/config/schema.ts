@@ -101,7 +101,13 @@ export const configSchema = z
         listen: z.union([listen, z.array(listen).min(1)]).default('0.0.0.0:69'),
         maxBlksize: z.number().int().min(8).max(65464).default(8192),
         maxWindowsize: z.number().int().min(1).max(65535).default(64),
-        timeout: duration('1s'),
+        /** Retransmission timeout; a client's RFC 2349 `timeout` (1-255 s) overrides it. */
+        timeout: duration('1s').pipe(
+          z
+            .number()
+            .min(100, 'must be at least 100ms; a shorter timeout resends before replies can arrive')
+            .max(255_000, 'must be at most 255s, the largest timeout RFC 2349 allows'),
+        ),
         retries: z.number().int().min(1).max(50).default(5),
         maxTransfers: z.number().int().min(1).default(500),
         maxTransfersPerClient: z.number().int().min(1).default(16),

@@ -8,7 +8,7 @@ import { cleanName } from './names.js';
 import { negotiate } from './options.js';
 import { ErrorCode, decodePacket, encodeError, type Request } from './packet.js';
 import { ReadTransfer, type TransferResult } from './transfer.js';
-import { createUdpSocket } from './udp.js';
+import { bindSocket, connectSocket, createUdpSocket } from './udp.js';
 
 export interface TftpListen {
   /** IPv4 or IPv6 literal; "[::1]" is accepted too. */
@@ -222,7 +222,9 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     this.perClient.set(client.address, fromClient + 1);
     this.serve(slot, packet, host, type, reply).catch((err: unknown) => {
       this.opts.logger.error({ err }, 'TFTP request handling failed');
-      this.release(slot, 'error', 0, 0);
+      // A started transfer owns socket, file and timer: aborting it frees them all and releases the slot.
+      if (slot.transfer) slot.transfer.abort('server error', 'error');
+      else this.release(slot, 'error', 0, 0);
     });
   }
 
@@ -271,8 +273,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     } catch (err) {
       closeQuietly(socket);
       await file.close().catch(() => undefined);
-      reply(ErrorCode.undefined, 'server out of ports');
-      this.opts.logger.error({ err }, 'TFTP could not bind a transfer socket');
+      reply(ErrorCode.undefined, 'server could not open a transfer port');
+      this.opts.logger.error({ err, client: slot.client.address }, 'TFTP could not bind or connect a transfer socket');
       this.release(slot, 'error', 0, 0);
       return;
     }
@@ -283,28 +285,43 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     }
     const logger = this.opts.logger.child({ client: formatAddress(slot.client.address, slot.client.port), file: name });
     logger.debug({ options: Object.fromEntries(n.accepted), mode: packet.mode }, 'TFTP transfer started');
-    slot.transfer = new ReadTransfer({
-      socket,
-      peer: slot.client,
-      file,
-      netascii,
-      blksize: n.blksize,
-      windowsize: n.windowsize,
-      timeoutMs: n.timeoutMs ?? this.opts.timeoutMs,
-      retries: this.opts.retries,
-      accepted: n.accepted,
-      logger,
-      onSent: (bytes) => {
-        this.sent += bytes;
-      },
-      onEnd: ({ result, bytes, retransmits }) => {
-        if (result === 'ok') {
-          logger.info({ bytes, ms: Math.round(performance.now() - slot.started), retransmits }, 'TFTP transfer done');
-        }
-        this.release(slot, result, bytes, retransmits);
-      },
-    });
-    slot.transfer.start();
+    let transfer: ReadTransfer | undefined;
+    try {
+      transfer = new ReadTransfer({
+        socket,
+        peer: slot.client,
+        file,
+        netascii,
+        blksize: n.blksize,
+        windowsize: n.windowsize,
+        timeoutMs: n.timeoutMs ?? this.opts.timeoutMs,
+        retries: this.opts.retries,
+        accepted: n.accepted,
+        logger,
+        onSent: (bytes) => {
+          this.sent += bytes;
+        },
+        onEnd: ({ result, bytes, retransmits }) => {
+          if (result === 'ok') {
+            logger.info({ bytes, ms: Math.round(performance.now() - slot.started), retransmits }, 'TFTP transfer done');
+          }
+          this.release(slot, result, bytes, retransmits);
+        },
+      });
+      slot.transfer = transfer;
+      // start() fails the transfer itself rather than throw; this is the second lock.
+      transfer.start();
+    } catch (err) {
+      logger.error({ err }, 'TFTP transfer failed to start');
+      if (transfer) {
+        // Clears its timer, closes socket and file, and ends the slot as an error.
+        transfer.abort('server error', 'error');
+      } else {
+        closeQuietly(socket);
+        await file.close().catch(() => undefined);
+        this.release(slot, 'error', 0, 0);
+      }
+    }
   }
 
   private release(slot: Slot, result: TransferResult, bytes: number, retransmits: number): void {
@@ -354,27 +371,6 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     this.busyLogged = now;
     this.busySuppressed = 0;
   }
-}
-
-function bindSocket(socket: Socket, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    socket.once('error', onError);
-    socket.bind({ address: host, port, exclusive: true }, () => {
-      socket.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-function connectSocket(socket: Socket, to: TftpClient): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.once('error', reject);
-    socket.connect(to.port, to.address, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 /** A reply may race with stop() closing the socket; a lost reply is then fine, a throw is not. */

@@ -63,7 +63,6 @@ export class ReadTransfer {
   constructor(private readonly o: ReadTransferOptions) {
     this.source = new BlockSource(o.file, o.blksize, o.netascii);
     this.packets = new DataPackets(o.blksize, o.windowsize);
-    this.timer = setTimeout(() => this.onTimeout(), o.timeoutMs);
     o.socket.on('message', (msg, rinfo) => {
       try {
         this.onMessage(msg, rinfo);
@@ -74,14 +73,28 @@ export class ReadTransfer {
     });
     // Send errors (ICMP unreachable, ENOBUFS) are recovered by retransmission or end in a timeout.
     o.socket.on('error', (err) => this.o.logger.debug({ err }, 'TFTP transfer socket error'));
+    // Last, so a constructor that throws leaves no timer behind.
+    this.timer = setTimeout(() => {
+      // A throw here would be an uncaught exception in a timer, which ends the process.
+      try {
+        this.onTimeout();
+      } catch (err) {
+        this.fail(err, 'server error sending');
+      }
+    }, o.timeoutMs);
   }
 
+  /** Sends the OACK or the first window. Never throws: a failure ends the transfer as an error. */
   start(): void {
-    if (this.o.accepted.length > 0) {
-      this.phase = 'oack';
-      this.sendOack();
-    } else {
-      this.advance();
+    try {
+      if (this.o.accepted.length > 0) {
+        this.phase = 'oack';
+        this.sendOack();
+      } else {
+        this.advance();
+      }
+    } catch (err) {
+      this.fail(err, 'server error sending');
     }
   }
 
@@ -117,6 +130,8 @@ export class ReadTransfer {
     if (this.phase === 'oack') {
       if (wire === 0) {
         this.phase = 'data';
+        // The OACK's resends are spent; the first window gets all its retries, even if it must be read first.
+        this.tries = 0;
         this.advance();
       }
       return;
@@ -126,6 +141,9 @@ export class ReadTransfer {
     // delta 0 is a duplicate; beyond the window is stale (an older wrap): neither triggers a send.
     if (delta === 0 || this.acked + delta > this.windowEnd) return;
     this.acked += delta;
+    // Progress: the timeouts of the old window must not count against the next, which may still
+    // have to be read from disk (the loading phase) before sendNext() would reset this.
+    this.tries = 0;
     this.advance();
   }
 
@@ -208,10 +226,10 @@ export class ReadTransfer {
     this.timer.refresh();
   }
 
-  private fail(err: unknown): void {
+  private fail(err: unknown, message = 'server error reading the file'): void {
     if (this.phase === 'done') return;
     this.o.logger.error({ err }, 'TFTP transfer failed');
-    this.abort('server error reading the file', 'error');
+    this.abort(message, 'error');
   }
 
   private send(buf: Buffer): void {

@@ -29,3 +29,29 @@ function literalLookup(address: string, family: unknown, callback: LookupCallbac
 export function createUdpSocket(type: SocketType): Socket {
   return createSocket({ type, ipv6Only: type === 'udp6', lookup: literalLookup as never });
 }
+
+export function bindSocket(socket: Socket, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once('error', onError);
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Connects a bound socket to the transfer's peer. dgram hands a failed
+ * connect (a failed lookup, or the kernel refusing it: EACCES for a broadcast
+ * address) to the callback and emits no 'error', so the callback's argument
+ * is the only place the failure shows. An invalid port throws at once, which
+ * rejects too.
+ */
+export function connectSocket(socket: Socket, to: { readonly address: string; readonly port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // @types/node types the callback as () => void; dgram does pass the error.
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    socket.connect(to.port, to.address, done);
+  });
+}
