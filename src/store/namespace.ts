@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { AmbiguousHashError, errnoOf, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
@@ -222,6 +222,8 @@ export class Namespace {
   // Layout builds paths on each access; the hot path asks for these on every request.
   private readonly currentLink: string;
   private readonly bootloadersLink: string;
+  /** link + id → when the link was switched to that id (bounded: one entry per switch seen). */
+  private readonly switchedAt = new LRUCache<string, Date>({ max: 64 });
   private readonly links = new Map<string, { readonly id: Promise<string | undefined>; readonly until: number; settled?: string }>();
 
   constructor(options: NamespaceOptions) {
@@ -416,11 +418,15 @@ export class Namespace {
       const stats = await handle.stat();
       if (!stats.isFile()) throw notFound(target);
       let closed = false;
+      // Metadata and bootloaders: never older than the switch that made them the served ones, so a
+      // rollback (older files, different bytes) is not answered 304 to an If-Modified-Since.
+      const link = target.kind === 'bootloader' ? this.bootloadersLink : target.kind === 'metadata' ? this.currentLink : undefined;
+      const switched = link === undefined ? undefined : this.switchedAt.get(`${link}\u0000${target.rootId}`);
       return {
         target,
         handle,
         size: stats.size,
-        mtime: stats.mtime,
+        mtime: switched !== undefined && switched > stats.mtime ? switched : stats.mtime,
         stats,
         close: async () => {
           if (closed) return;
@@ -456,7 +462,10 @@ export class Namespace {
   private async readId(link: string): Promise<string | undefined> {
     try {
       const id = basename(await readlink(link));
-      return ID_RE.test(id) ? id : undefined;
+      if (!ID_RE.test(id)) return undefined;
+      // The link is made anew at each switch (publish or rollback): its own mtime is when that tree became the one served.
+      this.switchedAt.set(`${link}\u0000${id}`, (await lstat(link)).mtime);
+      return id;
     } catch (err) {
       if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'EINVAL') return undefined;
       throw err;
