@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { configPath, loadConfig, type Config } from '../config/load.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -7,6 +7,7 @@ import { exportPublic, loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { collectGarbage } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
+import { clearHold, writeHold } from '../store/hold.js';
 import { acquireLock } from '../store/lock.js';
 import { listSnapshots, switchCurrent } from '../store/snapshots.js';
 import { verifyStore } from '../store/verify.js';
@@ -173,9 +174,22 @@ const rollback: Command = async (ctx) => {
       target = cur > 0 ? list[cur - 1]!.id : undefined;
       if (!target) throw new UsageError('there is no older snapshot to roll back to');
     }
+    const newest = list.at(-1);
+    if (!list.some((s) => s.id === target)) throw new UsageError(`there is no snapshot ${target}; "maas-mirror snapshots" lists them`);
     await switchCurrent(layout, target);
     await unpackBootloaders(layout, await readManifest(layout, target), cliLogger(ctx));
-    ctx.stdout.write(`current is now ${target}\n`);
+    if (!newest || newest.id === target) {
+      await clearHold(layout);
+      ctx.stdout.write(`current is now ${target}, the newest snapshot; syncs publish as usual\n`);
+    } else {
+      await mkdir(layout.stateDir, { recursive: true });
+      const fingerprint = (await readManifest(layout, newest.id)).fingerprint;
+      await writeHold(layout, { snapshot: target, newest: newest.id, newestFingerprint: fingerprint, since: new Date().toISOString() });
+      ctx.stdout.write(
+        `current is now ${target}; syncs keep it there until upstream changes ` +
+          `(to go forward now: maas-mirror rollback ${newest.id})\n`,
+      );
+    }
     return ExitCode.ok;
   } finally {
     await lock.release();

@@ -8,6 +8,7 @@ import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { collectGarbage, writeWanted, type GcReport } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
+import { clearHold, readHold } from '../store/hold.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
@@ -318,8 +319,17 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       return undefined;
     });
     const rekeyed = previous !== undefined && key !== undefined && previous.manifest.signedBy !== key.fingerprint;
+    const hold = await readHold(layout);
+    const holding =
+      hold !== undefined && previous?.manifest.id === hold.snapshot && model.fingerprint === hold.newestFingerprint && !rekeyed && !repaired;
     if (key === undefined || treeProblems.length > 0) {
       // Said above.
+    } else if (holding) {
+      log.warn(
+        { snapshot, rolledBackAt: hold.since },
+        `current stays at ${hold.snapshot}, where "rollback" put it: upstream offers nothing newer than the snapshot rolled away from ` +
+          `(to go forward now: maas-mirror rollback ${hold.newest})`,
+      );
     } else if (model.contents.length === 0 && !previous) {
       log.warn('nothing to publish: no source gave a complete product');
     } else if (previous && previous.manifest.fingerprint === model.fingerprint && !repaired && !rekeyed) {
@@ -336,6 +346,8 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         });
         snapshot = manifest.id;
         published = true;
+        // Upstream moved on (or the tree had to be re-signed): the rollback has served its purpose.
+        if (hold) await clearHold(layout);
         try {
           // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
           await unpackBootloaders(layout, manifest, log);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
  *   bootloaders -> bootloaders.d/<id>   unpacked bootloaders, switched atomically
  *   state/<source>.json             conditional-request validators, accepted dates
  *   state/_wanted.json              sha256s the last sync selected: gc keeps them
+ *   state/_hold.json                left by rollback: syncs keep current there (see hold.ts)
  *   keys/                           the mirror's signing key (0600) and public key
  *   lock                            held by sync and gc
  */
@@ -64,6 +65,9 @@ export class Layout {
   /** Source names cannot start with "_", so this never clashes with a source's state. */
   get wantedFile(): string {
     return join(this.stateDir, '_wanted.json');
+  }
+  get holdFile(): string {
+    return join(this.stateDir, '_hold.json');
   }
   get keysDir(): string {
     return join(this.dataDir, 'keys');

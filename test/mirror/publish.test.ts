@@ -225,6 +225,29 @@ describe('cli', () => {
     const rb = await cli(['rollback', '--config', config]);
     expect(rb.code).toBe(0);
     expect(await readlink(join(env.dataDir, 'current'))).toBe(first);
+    const second = `snapshots/${list[1].id}`;
+
+    // The next (scheduled) sync must not put back what the operator rolled away from.
+    const held = await cli(['sync', '--config', config]);
+    expect(held.code).toBe(0);
+    expect(held.stdout + held.stderr).toContain(`maas-mirror rollback ${list[1].id}`);
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(first);
+    // Going forward by hand lifts the hold.
+    expect((await cli(['rollback', list[1].id, '--config', config])).code).toBe(0);
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(second);
+    await expect(stat(join(env.dataDir, 'state', '_hold.json'))).rejects.toThrow();
+
+    // Rolled back again, a change upstream is published as usual and ends the hold.
+    expect((await cli(['rollback', '--config', config])).code).toBe(0);
+    env.upstream.addVersion(NOBLE_AMD64, '20250901');
+    await env.upstream.write();
+    expect((await cli(['sync', '--config', config])).code).toBe(0);
+    const now = await readlink(join(env.dataDir, 'current'));
+    expect([first, second]).not.toContain(now);
+    await expect(stat(join(env.dataDir, 'state', '_hold.json'))).rejects.toThrow();
+    const bad = await cli(['rollback', 'no-such-snapshot', '--config', config]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('maas-mirror snapshots');
   });
 
   it('verify quarantines a corrupt blob and the next sync fetches it again', async () => {
