@@ -103,6 +103,17 @@ export class MetadataError extends MirrorError {
   }
 }
 
+/** A source's saved state cannot be read: replay protection depends on it, so the source is not trusted blindly. */
+export class StateError extends MirrorError {
+  readonly code = 'MM_STATE_INVALID';
+  constructor(file: string, reason: string) {
+    super(
+      `${file} cannot be read (${reason}). It holds the dates that refuse a replayed old index: restore it from a ` +
+        `backup, or move it aside to start afresh (the next sync then accepts any validly signed index)`,
+    );
+  }
+}
+
 /** What we would publish breaks a rule MAAS enforces (see simplestreams/maas-rules.ts). */
 export class MaasRulesError extends MirrorError {
   readonly code = 'MM_MAAS_RULES';

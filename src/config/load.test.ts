@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { checkFiles, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from './load.js';
@@ -48,6 +49,24 @@ describe('config', () => {
     }
     expect(issues.map((i) => i.path)).toEqual(['sources[0].keyring', 'publish.signingKey']);
     expect(issues[0]!.message).toMatch(/does not exist/);
+  });
+
+  it('lists missing files together with the other problems of an invalid file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mm-config-'));
+    try {
+      const file = join(dir, 'c.yaml');
+      writeFileSync(file, 'dataDir: d\nsources: [{name: a, url: "not a url", keyring: nope.gpg}]\ndownload: {concurrency: 0}\n');
+      let issues: { path: string; message: string }[] = [];
+      try {
+        loadConfig(file, {});
+      } catch (err) {
+        issues = (err as ConfigError).issues;
+      }
+      expect(issues.map((i) => i.path)).toEqual(expect.arrayContaining(['sources[0].url', 'download.concurrency', 'sources[0].keyring']));
+      expect(issues.find((i) => i.path === 'sources[0].keyring')!.message).toContain(`${join(dir, 'nope.gpg')} does not exist`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes the API token from MAAS_MIRROR_API_TOKEN', () => {

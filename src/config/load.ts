@@ -70,9 +70,55 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `cannot read the file: ${(err as Error).message}` }]);
   }
-  const config = parseConfig(text, file, env);
+  let config: Config;
+  try {
+    config = parseConfig(text, file, env);
+  } catch (err) {
+    // Every problem at once: files the invalid document names are checked too, as far as they can be read.
+    if (err instanceof ConfigError && err.file === file) {
+      const files = missingFiles(namedFiles(text, dirname(resolve(file))));
+      if (files.length > 0) throw new ConfigError(file, [...err.issues, ...files]);
+    }
+    throw err;
+  }
   checkFiles(config);
   return config;
+}
+
+interface NamedFile {
+  readonly path: string;
+  readonly file: string;
+  readonly kind: 'keyring' | 'signingKey';
+}
+
+/** The keyring and key paths a (possibly invalid) document names, resolved like normalize() does. */
+function namedFiles(text: string, base: string): NamedFile[] {
+  const doc = parseDocument(text, { uniqueKeys: false });
+  if (doc.errors.length > 0) return [];
+  const raw = doc.toJS() as { sources?: unknown; publish?: { signingKey?: unknown } } | null;
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const out: NamedFile[] = [];
+  if (Array.isArray(raw?.sources)) {
+    raw.sources.forEach((s: unknown, i) => {
+      const k = (s as { keyring?: unknown } | null)?.keyring;
+      if (typeof k === 'string' && k !== '') out.push({ path: `sources[${i}].keyring`, file: rel(k), kind: 'keyring' });
+    });
+  }
+  const key = raw?.publish?.signingKey;
+  if (typeof key === 'string' && key !== '') out.push({ path: 'publish.signingKey', file: rel(key), kind: 'signingKey' });
+  return out;
+}
+
+function missingFiles(files: readonly NamedFile[]): ConfigIssue[] {
+  return files
+    .filter((f) => !existsSync(f.file))
+    .map((f) => ({
+      path: f.path,
+      message:
+        f.kind === 'keyring'
+          ? `${f.file} does not exist; give the upstream's public keyring (binary .gpg or armored .asc)`
+          : `${f.file} does not exist; give an armored private key, or remove the key to have one generated`,
+    }));
 }
 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -96,17 +142,13 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
  * for a container names paths of the container).
  */
 export function checkFiles(config: Config): void {
-  const file = config.file;
-  const missing: ConfigIssue[] = [];
+  const named: NamedFile[] = [];
   config.sources.forEach((s, i) => {
-    if (s.keyring !== undefined && !existsSync(s.keyring)) {
-      missing.push({ path: `sources[${i}].keyring`, message: `${s.keyring} does not exist; give the upstream's public keyring (binary .gpg or armored .asc)` });
-    }
+    if (s.keyring !== undefined) named.push({ path: `sources[${i}].keyring`, file: s.keyring, kind: 'keyring' });
   });
-  if (config.publish.signingKey !== undefined && !existsSync(config.publish.signingKey)) {
-    missing.push({ path: 'publish.signingKey', message: `${config.publish.signingKey} does not exist; give an armored private key, or remove the key to have one generated` });
-  }
-  if (missing.length > 0) throw new ConfigError(file, missing);
+  if (config.publish.signingKey !== undefined) named.push({ path: 'publish.signingKey', file: config.publish.signingKey, kind: 'signingKey' });
+  const missing = missingFiles(named);
+  if (missing.length > 0) throw new ConfigError(config.file, missing);
 }
 
 function toIssue(issue: z.core.$ZodIssue): ConfigIssue {

@@ -4,6 +4,7 @@ import {
   ChecksumError,
   DiskFullError,
   SizeMismatchError,
+  UpstreamHttpError,
   UpstreamNetworkError,
 } from '../errors.js';
 import type { BlobStore } from '../store/blobs.js';
@@ -166,6 +167,11 @@ async function transfer(req: DownloadRequest, ctx: DownloadContext, partial: str
     if (refused) {
       await unlink(partial).catch(() => undefined);
       throw refused;
+    }
+    if (offset > 0 && err instanceof UpstreamHttpError && err.status === 416) {
+      // The upstream file no longer reaches where ours stops (it changed under the same name): start over.
+      await unlink(partial).catch(() => undefined);
+      throw new UpstreamNetworkError(req.url, `the upstream cannot resume at byte ${offset} (HTTP 416); starting again from zero`);
     }
     if (err instanceof SizeMismatchError) {
       await unlink(partial).catch(() => undefined);

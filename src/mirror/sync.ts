@@ -120,7 +120,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       try {
         const meta = await readSource(source, {
           client,
-          state: new StateStore(layout, source.name),
+          state: new StateStore(layout, source.name, opts.dryRun),
           logger: slog,
           retries: config.download.retries,
           allowDowngrade: opts.allowDowngrade,

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { errnoOf, StateError } from '../errors.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { Layout } from './layout.js';
 
@@ -30,6 +31,8 @@ export class StateStore {
   constructor(
     private readonly layout: Layout,
     readonly source: string,
+    /** A dry run reads the state but writes nothing to dataDir. */
+    private readonly readOnly = false,
   ) {}
 
   private get dir(): string {
@@ -37,12 +40,24 @@ export class StateStore {
   }
 
   async load(): Promise<SourceState> {
+    const file = this.layout.state(this.source);
+    let text: string;
     try {
-      const s = JSON.parse(await readFile(this.layout.state(this.source), 'utf8')) as SourceState;
-      return { documents: s.documents ?? {} };
-    } catch {
-      return { documents: {} };
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return { documents: {} };
+      throw new StateError(file, errnoOf(err) ?? String(err));
     }
+    let s: Partial<SourceState> | null;
+    try {
+      s = JSON.parse(text) as Partial<SourceState> | null;
+    } catch (err) {
+      throw new StateError(file, `not JSON: ${(err as Error).message}`);
+    }
+    if (typeof s !== 'object' || s === null || (s.documents !== undefined && (typeof s.documents !== 'object' || s.documents === null))) {
+      throw new StateError(file, 'not a source state');
+    }
+    return { documents: s.documents ?? {} };
   }
 
   async save(state: SourceState): Promise<void> {
@@ -64,6 +79,7 @@ export class StateStore {
 
   async writeText(text: string): Promise<string> {
     const sha256 = createHash('sha256').update(text).digest('hex');
+    if (this.readOnly) return sha256;
     await mkdir(join(this.dir, 'docs'), { recursive: true });
     await writeFileAtomic(join(this.dir, 'docs', `${sha256}.txt`), text);
     return sha256;

@@ -83,6 +83,26 @@ describe('downloads: resume', () => {
     expect(env.server.requests(item.path).map((q) => q.range)).toEqual(['bytes=70000-']);
   });
 
+  it('starts again from zero when the upstream answers the resume with 416', async () => {
+    env = await makeEnv();
+    const item = newestItem(env, NOBLE_AMD64, 'squashfs');
+    const bytes = await readFile(join(env.upstream.dir, item.path));
+    await mkdir(join(env.dataDir, 'partial'), { recursive: true });
+    await writeFile(join(env.dataDir, 'partial', `${item.sha256}.part`), bytes.subarray(0, 70_000));
+    let refusals = 0;
+    env.server.intercept = (req, res, p) => {
+      if (p !== item.path || !req.headers.range) return false;
+      refusals++;
+      res.writeHead(416, { 'Content-Range': `bytes */${bytes.length}` }).end();
+      return true;
+    };
+    const r = await env.sync();
+    expect(r.result).toBe('ok');
+    expect(refusals).toBe(1);
+    expect(await readdir(join(env.dataDir, 'partial'))).toEqual([]);
+    expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toBeDefined();
+  });
+
   it('discards a 206 whose Content-Range does not continue where the partial file stops', async () => {
     env = await makeEnv();
     const item = newestItem(env, NOBLE_AMD64, 'squashfs');

@@ -209,6 +209,8 @@ describe('cli', () => {
     expect(report.plan.changes.some((c: { action: string; productId: string }) => c.action === '+' && c.productId === NOBLE_AMD64)).toBe(true);
     expect(env.server.log.filter((l) => !l.path.startsWith('streams/'))).toEqual([]);
     await expect(stat(join(env.dataDir, 'blobs'))).rejects.toThrow();
+    // Nothing written to dataDir at all (no state, no key, no lock).
+    expect(await readdir(env.dataDir).catch(() => [])).toEqual([]);
   });
 
   it('snapshots lists them and rollback switches current back', async () => {

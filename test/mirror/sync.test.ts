@@ -132,6 +132,22 @@ describe('sync: signatures', () => {
     expect(env.server.requests(/\.sjson$/).length).toBe(0);
   });
 
+  it('fails a source whose saved state is unreadable instead of dropping its replay protection', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const current = await readlink(join(env.dataDir, 'current'));
+    const file = join(env.dataDir, 'state', 'stable.json');
+    await writeFile(file, '{"documents": ');
+    const r = await env.sync();
+    expect(r.result).not.toBe('ok');
+    const f = r.failures.find((x) => x.code === 'MM_STATE_INVALID');
+    expect(f?.message).toContain(file);
+    expect(f?.message).toMatch(/move it aside/);
+    expect(await readlink(join(env.dataDir, 'current'))).toBe(current);
+    // The bad file is left for the operator to look at.
+    expect(await readFile(file, 'utf8')).toBe('{"documents": ');
+  });
+
   it('refuses an older, validly signed index replayed by the upstream', async () => {
     env = await makeEnv({ date: new Date('2025-07-24T09:00:00Z') });
     expect((await env.sync()).result).toBe('ok');
