@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
 import { encodeAck, encodeError, encodeRequest } from '../../src/tftp/packet.js';
+import { captureLogger } from '../http/fixture.js';
 import { UdpPeer, makeTree, random, rawFetch, sha256, startServer, until, type Received, type Running } from './helpers.js';
 
 /** Packet-level behaviour, scripted with a raw UDP peer. */
@@ -133,24 +134,38 @@ describe('retransmission', () => {
 });
 
 describe('option negotiation', () => {
-  it('handles the UEFI tsize probe: OACK, ERROR 8, then a new request that completes', async () => {
-    const p = await peer();
-    p.send(rrq('hundred.bin', [['tsize', '0'], ['blksize', '1468']]), srv.port);
-    const oack = await p.recv();
-    expect(oack.packet).toEqual({
-      op: 'oack',
-      options: [
-        ['tsize', String(files['hundred.bin'].length)],
-        ['blksize', '1468'],
-      ],
-    });
-    p.send(encodeError(8, 'tsize only'), oack.rinfo.port);
-    expect(await endOf('hundred.bin', p)).toMatchObject({ result: 'aborted_by_client', bytes: 0 });
-    expect(await p.drain(TIMEOUT * 2)).toEqual([]);
+  it('handles the UEFI tsize probe: OACK, ERROR 8 (logged at debug), then a new request that completes', async () => {
+    const { logger, lines } = captureLogger('debug');
+    const logged = await startServer(tree.dir, { timeoutMs: TIMEOUT, retries: 3, logger });
+    try {
+      const p = await peer();
+      p.send(rrq('hundred.bin', [['tsize', '0'], ['blksize', '1468']]), logged.port);
+      const oack = await p.recv();
+      expect(oack.packet).toEqual({
+        op: 'oack',
+        options: [
+          ['tsize', String(files['hundred.bin'].length)],
+          ['blksize', '1468'],
+        ],
+      });
+      p.send(encodeError(8, 'tsize only'), oack.rinfo.port);
+      await until(() => logged.ends.some((e) => e.file === 'hundred.bin' && e.client.port === p.port));
+      expect(logged.ends[0]).toMatchObject({ result: 'aborted_by_client', bytes: 0 });
+      expect(await p.drain(TIMEOUT * 2)).toEqual([]);
+      // Routine for firmware: one debug line, nothing at info or above about it.
+      const aborts = lines.filter((l) => l.msg === 'TFTP client aborted the transfer');
+      expect(aborts).toEqual([expect.objectContaining({ level: 'debug', code: 8, file: 'hundred.bin' })]);
+      expect(lines.filter((l) => l.level !== 'debug' && l.level !== 'trace').map((l) => l.msg)).toEqual(['TFTP server listening']);
 
-    const { data, oack: second } = await rawFetch(p, srv.port, rrq('hundred.bin', [['blksize', '1468']]));
-    expect(second).toEqual({ blksize: '1468' });
-    expect(sha256(data)).toBe(sha256(files['hundred.bin']));
+      const { data, oack: second } = await rawFetch(p, logged.port, rrq('hundred.bin', [['blksize', '1468']]));
+      expect(second).toEqual({ blksize: '1468' });
+      expect(sha256(data)).toBe(sha256(files['hundred.bin']));
+      await until(() => logged.ends.length === 2);
+      // The capture does see info lines: the completed transfer is one.
+      expect(lines.filter((l) => l.level === 'info').map((l) => l.msg)).toContain('TFTP transfer done');
+    } finally {
+      await logged.stop();
+    }
   });
 
   it('sends no OACK when no option is accepted', async () => {
