@@ -218,7 +218,8 @@ export class PullThroughService {
       res.writeHead(status);
       const stop = end + 1;
       let pos = start;
-      let closed = false;
+      // The client may have gone while we waited for the download or the open: 'close' will not come again.
+      let closed = res.destroyed;
       res.once('close', () => {
         closed = true;
         dl.emit('progress');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -91,6 +91,30 @@ describe('pull-through of on-demand items', () => {
     expect(await store.has(item.sha256)).toBe(false);
     // The partial file is dropped too (just after the cut: the client hears of the failure first).
     await vi.waitFor(async () => expect(await exists(layout.partial(item.sha256))).toBe(false), { timeout: 2000, interval: 20 });
+  });
+
+  it('closes its file when the client leaves while the upstream is still slow to answer', async () => {
+    const { base, layout, store, item } = await setup();
+    // The upstream answers only after the client has given up.
+    env!.server.intercept = async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return false;
+    };
+    await request(`${base}${PREFIX}${item.path}`, { signal: AbortSignal.timeout(150) }).then(
+      (r) => r.body.dump(),
+      () => undefined,
+    );
+    await vi.waitFor(async () => expect(await store.has(item.sha256)).toBe(true), { timeout: 5000, interval: 20 });
+    // Nothing of this process still holds the partial file or the blob open.
+    const open = async () => {
+      const held: string[] = [];
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (target === layout.partial(item.sha256) || target === store.path(item.sha256)) held.push(target);
+      }
+      return held;
+    };
+    await vi.waitFor(async () => expect(await open()).toEqual([]), { timeout: 2000, interval: 50 });
   });
 
   it('answers 503 with a clear message when the upstream is unreachable, and keeps serving what it holds', async () => {
