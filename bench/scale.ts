@@ -33,7 +33,7 @@ export async function benchScale(sizes = [1000, 10_000], log = (l: string) => pr
       const noop = await child(config, false);
       rows.push(
         { group: 'scale', name: `plan (dry run), ${n} products`, value: plan.ms, unit: 'ms', note: `peak RSS ${round(plan.rssMb, 0)} MB` },
-        { group: 'scale', name: `cold sync, ${n} products (${n * 2} files)`, value: cold.ms, unit: 'ms', note: `peak RSS ${round(cold.rssMb, 0)} MB` },
+        { group: 'scale', name: `cold sync, ${n} products (${n * 4} files)`, value: cold.ms, unit: 'ms', note: `peak RSS ${round(cold.rssMb, 0)} MB` },
         { group: 'scale', name: `no-op resync, ${n} products`, value: noop.ms, unit: 'ms', note: `peak RSS ${round(noop.rssMb, 0)} MB` },
       );
     } finally {
@@ -52,7 +52,8 @@ export async function generate(root: string, n: number, dir: string): Promise<st
   const doc: ProductsDocument = { content_id: 'com.example:scale:v3:download', datatype: 'image-ids', format: 'products:1.0', updated, products: {} };
   for (let i = 0; i < n; i++) {
     const items: ProductsDocument['products'][string]['versions'][string]['items'] = {};
-    for (const ftype of ['boot-kernel', 'manifest']) {
+    // The four items MAAS needs of a version (kernel, initrd, root image, manifest).
+    for (const ftype of ['boot-kernel', 'boot-initrd', 'squashfs', 'manifest']) {
       const path = `p${i}/20260101/${ftype}`;
       const bytes = syntheticBytes(path, 256);
       await mkdir(dirname(join(root, path)), { recursive: true });
@@ -60,7 +61,9 @@ export async function generate(root: string, n: number, dir: string): Promise<st
       items[ftype] = { ftype, path, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
     }
     doc.products[`com.example.scale:v3:boot:${i}:amd64:ga`] = {
-      arch: 'amd64', os: 'ubuntu', release: `r${i}`, label: 'stable', version: String(i),
+      // The product fields MAAS reads, in the shape of the real stable stream.
+      arch: 'amd64', os: 'ubuntu', release: `r${i}`, release_title: `${i}.04 LTS`, label: 'stable', version: `${i}.04`,
+      subarch: 'ga', subarches: 'generic,ga', kflavor: 'generic', krel: `r${i}`, support_eol: '2036-04-30',
       versions: { '20260101': { items } },
     };
   }

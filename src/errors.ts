@@ -121,8 +121,8 @@ export class MaasRulesError extends MirrorError {
     const shown = problems.slice(0, 3).map((p) => `${p.where}: ${p.message}`).join('; ');
     const more = problems.length > 3 ? ` (and ${problems.length - 3} more)` : '';
     super(
-      `${what}: MAAS would reject it: ${shown}${more}. Check the source's filters ` +
-        `(a version needs all the items MAAS reads, e.g. do not filter out ftype=manifest)`,
+      `${what}: MAAS would reject it: ${shown}${more}. If a filter removed an item MAAS needs ` +
+        `(such as ftype=manifest), widen it; otherwise the upstream product is one MAAS cannot read`,
     );
   }
 }

@@ -19,6 +19,7 @@ import { diffPlan, type PlanChange } from './plan.js';
 import { readPublished } from './previous.js';
 import { SyncProgress } from './progress.js';
 import { maasProblems, publishSnapshot } from './publish.js';
+import type { MaasProblem } from '../simplestreams/maas-rules.js';
 import { RateLimiter } from './ratelimit.js';
 import { selectContent, type WantedFile } from './select.js';
 import { readSource, type SourceMetadata } from './source.js';
@@ -289,7 +290,9 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     let { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
     // MAAS fails a whole products file (and the import) for one bad product: leave such products out
     // (their previous versions stay), and publish nothing if the tree itself would be rejected.
-    let problems = maasProblems(model);
+    // A tree identical to the published one was checked when it was published: a no-op resync skips the walk.
+    const unchanged = previous !== undefined && previous.manifest.fingerprint === model.fingerprint && !repaired;
+    let problems = unchanged ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
     if (problems.byProduct.size > 0) {
       ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
       for (const [key, list] of problems.byProduct) {
