@@ -120,7 +120,7 @@ async function serveTarget(req: Request, res: Response, target: Target, deps: Ha
       ...base,
       size: got.data.length,
       etag: quoteTag(got.sha256),
-      lastModified: got.lastModified,
+      lastModified: deps.namespace.lastModified(target, got.lastModified),
       gzip: got.gzip,
       negotiated: compressible(target.kind, target.path, got.data.length),
       body: { kind: 'buffer' as const, data: got.data },

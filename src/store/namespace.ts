@@ -418,15 +418,11 @@ export class Namespace {
       const stats = await handle.stat();
       if (!stats.isFile()) throw notFound(target);
       let closed = false;
-      // Metadata and bootloaders: never older than the switch that made them the served ones, so a
-      // rollback (older files, different bytes) is not answered 304 to an If-Modified-Since.
-      const link = target.kind === 'bootloader' ? this.bootloadersLink : target.kind === 'metadata' ? this.currentLink : undefined;
-      const switched = link === undefined ? undefined : this.switchedAt.get(`${link}\u0000${target.rootId}`);
       return {
         target,
         handle,
         size: stats.size,
-        mtime: switched !== undefined && switched > stats.mtime ? switched : stats.mtime,
+        mtime: this.lastModified(target, stats.mtime),
         stats,
         close: async () => {
           if (closed) return;
@@ -457,6 +453,18 @@ export class Namespace {
         if (now === located.target.rootId) throw err;
       }
     }
+  }
+
+  /**
+   * Metadata and bootloaders: never older than the switch that made them the
+   * served ones, so a rollback (older files, different bytes) is not answered
+   * 304 to an If-Modified-Since. Asked at each answer, not cached with the
+   * bytes: a rollback by another process does not clear our caches.
+   */
+  lastModified(target: Pick<Target, 'kind' | 'rootId'>, mtime: Date): Date {
+    const link = target.kind === 'bootloader' ? this.bootloadersLink : target.kind === 'metadata' ? this.currentLink : undefined;
+    const switched = link === undefined ? undefined : this.switchedAt.get(`${link}\u0000${target.rootId}`);
+    return switched !== undefined && switched > mtime ? switched : mtime;
   }
 
   private async readId(link: string): Promise<string | undefined> {
