@@ -176,20 +176,26 @@ const rollback: Command = async (ctx) => {
     }
     const newest = list.at(-1);
     if (!list.some((s) => s.id === target)) throw new UsageError(`there is no snapshot ${target}; "maas-mirror snapshots" lists them`);
-    await switchCurrent(layout, target);
-    await unpackBootloaders(layout, await readManifest(layout, target), cliLogger(ctx));
-    if (!newest || newest.id === target) {
-      await clearHold(layout);
-      ctx.stdout.write(`current is now ${target}, the newest snapshot; syncs publish as usual\n`);
-    } else {
+    const forward = !newest || newest.id === target;
+    if (!forward) {
+      // Written before the switch: a crash between the two leaves a hold on a snapshot that is not current, which syncs ignore.
       await mkdir(layout.stateDir, { recursive: true });
       const fingerprint = (await readManifest(layout, newest.id)).fingerprint;
       await writeHold(layout, { snapshot: target, newest: newest.id, newestFingerprint: fingerprint, since: new Date().toISOString() });
-      ctx.stdout.write(
-        `current is now ${target}; syncs keep it there until upstream changes ` +
-          `(to go forward now: maas-mirror rollback ${newest.id})\n`,
-      );
     }
+    await switchCurrent(layout, target);
+    if (forward) await clearHold(layout);
+    try {
+      await unpackBootloaders(layout, await readManifest(layout, target), cliLogger(ctx));
+    } catch (err) {
+      // current has switched; the daemon unpacks what is missing when it notices (as after a crash).
+      ctx.stderr.write(`warning: bootloaders of ${target} not unpacked: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    ctx.stdout.write(
+      forward
+        ? `current is now ${target}, the newest snapshot; syncs publish as usual\n`
+        : `current is now ${target}; syncs keep it there until upstream changes (to go forward now: maas-mirror rollback ${newest!.id})\n`,
+    );
     return ExitCode.ok;
   } finally {
     await lock.release();

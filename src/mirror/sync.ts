@@ -6,9 +6,9 @@ import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
-import { collectGarbage, writeWanted, type GcReport } from '../store/gc.js';
+import { collectGarbage, readWanted, writeWanted, type GcReport } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
-import { clearHold, readHold } from '../store/hold.js';
+import { clearHold, readHold, writeHold } from '../store/hold.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
@@ -227,7 +227,9 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       });
     }
     for (const m of metas) await new StateStore(layout, m.source.name).save(m.state);
-    await writeWanted(layout, [...wanted.values()].map((f) => f.sha256));
+    // A source that could not be read keeps what it wanted last time, or gc would delete it meanwhile.
+    const unread = metas.length < config.sources.length ? await readWanted(layout) : [];
+    await writeWanted(layout, [...[...wanted.values()].map((f) => f.sha256), ...unread]);
 
     // Download.
     progress.setPhase('download');
@@ -322,16 +324,44 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       return undefined;
     });
     const rekeyed = previous !== undefined && key !== undefined && previous.manifest.signedBy !== key.fingerprint;
-    const hold = await readHold(layout);
-    const holding =
-      hold !== undefined && previous?.manifest.id === hold.snapshot && model.fingerprint === hold.newestFingerprint && !rekeyed && !repaired;
-    if (key === undefined || treeProblems.length > 0) {
+    const hold = await readHold(layout).catch((err: unknown) => {
+      // Unreadable: the operator may have rolled back, so publishing could undo it. Publish nothing, say why.
+      const f = failureOf('rollback hold', err);
+      failures.push(f);
+      log.error({ code: f.code }, `nothing published: ${f.message}`);
+      return 'unreadable' as const;
+    });
+    const activeHold = hold !== undefined && hold !== 'unreadable' && previous?.manifest.id === hold.snapshot ? hold : undefined;
+    // Only a sync that read every source can tell upstream moved on; carried contents are the held tree's own.
+    const upstreamMoved = activeHold !== undefined && carried.length === 0 && model.fingerprint !== activeHold.newestFingerprint;
+    if (key === undefined || treeProblems.length > 0 || hold === 'unreadable') {
       // Said above.
-    } else if (holding) {
+    } else if (activeHold && !upstreamMoved && rekeyed) {
+      // The held tree, not upstream's newest, is what gets re-signed; the hold moves to the new snapshot.
+      const heldTree = buildModel({ builds: [], carried: [...previous!.contents.values()], held: (sha) => held.has(sha) }).model;
+      try {
+        const manifest = await publishSnapshot(heldTree, {
+          layout,
+          store,
+          key,
+          logger: log,
+          sources: previous!.manifest.sources,
+        });
+        await writeHold(layout, { ...activeHold, snapshot: manifest.id });
+        snapshot = manifest.id;
+        published = true;
+        log.info({ snapshot, heldSince: activeHold.since }, 'the signing key changed: the rolled-back tree is published again, signed with the new key');
+        await hooks.onPublished?.(manifest.id);
+      } catch (err) {
+        const f = failureOf('publish', err);
+        failures.push(f);
+        log.error({ code: f.code }, `publishing failed, the current snapshot stays: ${f.message}`);
+      }
+    } else if (activeHold && !upstreamMoved) {
       log.warn(
-        { snapshot, rolledBackAt: hold.since },
-        `current stays at ${hold.snapshot}, where "rollback" put it: upstream offers nothing newer than the snapshot rolled away from ` +
-          `(to go forward now: maas-mirror rollback ${hold.newest})`,
+        { snapshot, rolledBackAt: activeHold.since },
+        `current stays at ${activeHold.snapshot}, where "rollback" put it: upstream offers nothing newer than the snapshot rolled away from ` +
+          `(to go forward now: maas-mirror rollback ${activeHold.newest})`,
       );
     } else if (model.contents.length === 0 && !previous) {
       log.warn('nothing to publish: no source gave a complete product');
@@ -349,8 +379,8 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         });
         snapshot = manifest.id;
         published = true;
-        // Upstream moved on (or the tree had to be re-signed): the rollback has served its purpose.
-        if (hold) await clearHold(layout);
+        // Upstream moved on: the rollback has served its purpose (a hold on a snapshot no longer current is stale).
+        if (hold !== undefined) await clearHold(layout);
         try {
           // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
           await unpackBootloaders(layout, manifest, log);
@@ -370,14 +400,20 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     for (const i of incomplete) log.warn(i, 'version not published: some of its files are missing');
 
     progress.setPhase('gc');
+    // What was published stays published: a gc that fails is reported, not thrown.
     const gc = await collectGarbage({
       layout,
       store,
       keepSnapshots: config.publish.keepSnapshots,
       partialProtectionMs: config.download.partialProtection,
       onlyIfPruned: !published,
+    }).catch((err: unknown) => {
+      const f = failureOf('gc', err);
+      failures.push(f);
+      log.error({ code: f.code }, `garbage collection failed, nothing was deleted after that point: ${f.message}`);
+      return undefined;
     });
-    hooks.onGc?.(gc);
+    if (gc) hooks.onGc?.(gc);
     progress.setPhase('done');
 
     for (const m of metas) {

@@ -1,4 +1,5 @@
 import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { errnoOf } from '../errors.js';
 import { writeFileAtomic } from './fsutil.js';
 import { join } from 'node:path';
 import type { BlobStore } from './blobs.js';
@@ -36,12 +37,13 @@ export async function writeWanted(layout: Layout, sha256s: Iterable<string>): Pr
   await writeFileAtomic(layout.wantedFile, JSON.stringify({ sha256: [...new Set(sha256s)].sort() }) + '\n');
 }
 
-async function readWanted(layout: Layout): Promise<string[]> {
+export async function readWanted(layout: Layout): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(layout.wantedFile, 'utf8');
-  } catch {
-    return [];
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return [];
+    throw err;
   }
   let list: unknown;
   try {

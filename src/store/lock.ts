@@ -65,19 +65,30 @@ export async function acquireLock(file: string, command: string): Promise<Lock> 
  */
 async function takeOver(file: string, staleText: string): Promise<void> {
   const guard = `${file}.takeover`;
+  let mine: number;
   try {
-    await (await open(guard, 'wx', 0o644)).close();
+    const fh = await open(guard, 'wx', 0o644);
+    mine = (await fh.stat()).ino;
+    await fh.close();
   } catch (err) {
     if (errnoOf(err) !== 'EEXIST') throw err;
-    if ((await ageMs(guard)) > TAKEOVER_STALE_MS) await unlink(guard).catch(() => undefined);
+    const st = await stat(guard).catch(() => undefined);
+    // Left by a taker that died: removed only if it is still that same old file.
+    if (st && Date.now() - st.mtimeMs > TAKEOVER_STALE_MS) await unlinkIfSame(guard, st.ino);
     else await new Promise((r) => setTimeout(r, 20));
     return;
   }
   try {
     if ((await readText(file)) === staleText) await unlink(file).catch(() => undefined);
   } finally {
-    await unlink(guard).catch(() => undefined);
+    // Only our own guard: another taker may have judged ours stale and made its own meanwhile.
+    await unlinkIfSame(guard, mine);
   }
+}
+
+async function unlinkIfSame(path: string, ino: number): Promise<void> {
+  const st = await stat(path).catch(() => undefined);
+  if (st?.ino === ino) await unlink(path).catch(() => undefined);
 }
 
 async function readText(file: string): Promise<string | undefined> {

@@ -1,10 +1,14 @@
 import { readFile, readlink, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEnv, makeKey, type Env } from '../helpers/env.js';
 import { itemPaths, readCurrent, sha256File, versionsOf } from '../helpers/tree.js';
 import { loadKeyring } from '../../src/pgp/keyring.js';
 import { verifyClearsigned } from '../../src/pgp/verify.js';
+import { writeHold } from '../../src/store/hold.js';
+import { Layout } from '../../src/store/layout.js';
+import { readManifest } from '../../src/store/manifest.js';
+import { switchCurrent } from '../../src/store/snapshots.js';
 
 const NOBLE_AMD64 = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
 const JAMMY_AMD64 = 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04';
@@ -305,6 +309,37 @@ describe('sync: resync', () => {
     const keyring = await loadKeyring(next.keyring);
     await expect(verifyClearsigned(index, keyring, 'index.sjson')).resolves.toBeDefined();
     expect((await env.sync({ config })).published).toBe(false);
+  });
+
+  it('keeps a rollback hold, and on a new signing key re-signs the held tree, not the newest', async () => {
+    env = await makeEnv();
+    await env.sync();
+    const layout = new Layout(env.dataDir);
+    const a = basename(await readlink(layout.current));
+    env.upstream.addVersion(NOBLE_AMD64, '20250801');
+    await env.upstream.write();
+    await env.sync();
+    const b = basename(await readlink(layout.current));
+    // What `maas-mirror rollback` leaves: current on the older snapshot, and the hold.
+    await writeHold(layout, { snapshot: a, newest: b, newestFingerprint: (await readManifest(layout, b)).fingerprint, since: new Date().toISOString() });
+    await switchCurrent(layout, a);
+    expect((await env.sync()).published).toBe(false);
+    expect(basename(await readlink(layout.current))).toBe(a);
+
+    const next = await makeKey(env.dir, 'mirror-next');
+    const keyFile = join(env.dir, 'mirror-next.asc');
+    await writeFile(keyFile, next.privateKey.armor());
+    const config = env.config([{}], { publish: { signingKey: keyFile } });
+    const r = await env.sync({ config });
+    expect(r.published).toBe(true);
+    const c = basename(await readlink(layout.current));
+    expect([a, b]).not.toContain(c);
+    expect(versionsOf(await readCurrent(env.dataDir))[NOBLE_AMD64]).toEqual(['20250709']);
+    const index = await readFile(join(env.dataDir, 'current', 'streams', 'v1', 'index.sjson'), 'utf8');
+    await expect(verifyClearsigned(index, await loadKeyring(next.keyring), 'index.sjson')).resolves.toBeDefined();
+    expect(JSON.parse(await readFile(layout.holdFile, 'utf8'))).toMatchObject({ snapshot: c, newest: b });
+    expect((await env.sync({ config })).published).toBe(false);
+    expect(basename(await readlink(layout.current))).toBe(c);
   });
 
   it('publishes a new snapshot when upstream adds a version, fetching only the new files', async () => {
