@@ -28,6 +28,14 @@ function answerWith(e: Env, path: string, status: number): void {
   };
 }
 
+/** The first `length` bytes of an item as a partial file, as a crash leaves it; returns the whole file's bytes. */
+async function leavePartial(e: Env, item: { path: string; sha256: string }, length: number): Promise<Buffer> {
+  const bytes = await readFile(join(e.upstream.dir, item.path));
+  await mkdir(join(e.dataDir, 'partial'), { recursive: true });
+  await writeFile(join(e.dataDir, 'partial', `${item.sha256}.part`), bytes.subarray(0, length));
+  return bytes;
+}
+
 /** Serves the first `bytes` of a file, then drops the connection. */
 function cutAfter(e: Env, path: string, bytes: number, times = 1): void {
   let left = times;
@@ -75,9 +83,7 @@ describe('downloads: resume', () => {
   it('resumes a partial file left by a crash', async () => {
     env = await makeEnv();
     const item = newestItem(env, NOBLE_AMD64, 'squashfs');
-    const bytes = await readFile(join(env.upstream.dir, item.path));
-    await mkdir(join(env.dataDir, 'partial'), { recursive: true });
-    await writeFile(join(env.dataDir, 'partial', `${item.sha256}.part`), bytes.subarray(0, 70_000));
+    await leavePartial(env, item, 70_000);
     const r = await env.sync();
     expect(r.failures).toEqual([]);
     expect(env.server.requests(item.path).map((q) => q.range)).toEqual(['bytes=70000-']);
@@ -86,9 +92,7 @@ describe('downloads: resume', () => {
   it('starts again from zero when the upstream answers the resume with 416', async () => {
     env = await makeEnv();
     const item = newestItem(env, NOBLE_AMD64, 'squashfs');
-    const bytes = await readFile(join(env.upstream.dir, item.path));
-    await mkdir(join(env.dataDir, 'partial'), { recursive: true });
-    await writeFile(join(env.dataDir, 'partial', `${item.sha256}.part`), bytes.subarray(0, 70_000));
+    const bytes = await leavePartial(env, item, 70_000);
     let refusals = 0;
     env.server.intercept = (req, res, p) => {
       if (p !== item.path || !req.headers.range) return false;
@@ -106,9 +110,7 @@ describe('downloads: resume', () => {
   it('discards a 206 whose Content-Range does not continue where the partial file stops', async () => {
     env = await makeEnv();
     const item = newestItem(env, NOBLE_AMD64, 'squashfs');
-    const bytes = await readFile(join(env.upstream.dir, item.path));
-    await mkdir(join(env.dataDir, 'partial'), { recursive: true });
-    await writeFile(join(env.dataDir, 'partial', `${item.sha256}.part`), bytes.subarray(0, 70_000));
+    const bytes = await leavePartial(env, item, 70_000);
     let lied = false;
     env.server.intercept = (req, res, p) => {
       if (p !== item.path || !req.headers.range || lied) return false;

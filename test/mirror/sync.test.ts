@@ -32,6 +32,14 @@ async function statTree(dir: string): Promise<Map<string, string>> {
   return out;
 }
 
+/** A configuration that signs with a key other than the one generated at the first sync. */
+async function newSigningKey(e: Env): Promise<{ next: Awaited<ReturnType<typeof makeKey>>; config: ReturnType<Env['config']> }> {
+  const next = await makeKey(e.dir, 'mirror-next');
+  const keyFile = join(e.dir, 'mirror-next.asc');
+  await writeFile(keyFile, next.privateKey.armor());
+  return { next, config: e.config([{}], { publish: { signingKey: keyFile } }) };
+}
+
 async function blobCount(dataDir: string): Promise<number> {
   let n = 0;
   for (const shard of await readdir(join(dataDir, 'blobs/sha256')).catch(() => [])) {
@@ -297,10 +305,7 @@ describe('sync: resync', () => {
     env = await makeEnv();
     await env.sync();
     const first = await readlink(join(env.dataDir, 'current'));
-    const next = await makeKey(env.dir, 'mirror-next');
-    const keyFile = join(env.dir, 'mirror-next.asc');
-    await writeFile(keyFile, next.privateKey.armor());
-    const config = env.config([{}], { publish: { signingKey: keyFile } });
+    const { next, config } = await newSigningKey(env);
     const r = await env.sync({ config });
     expect(r.published).toBe(true);
     expect(r.downloaded.bytes).toBe(0);
@@ -326,10 +331,7 @@ describe('sync: resync', () => {
     expect((await env.sync()).published).toBe(false);
     expect(basename(await readlink(layout.current))).toBe(a);
 
-    const next = await makeKey(env.dir, 'mirror-next');
-    const keyFile = join(env.dir, 'mirror-next.asc');
-    await writeFile(keyFile, next.privateKey.armor());
-    const config = env.config([{}], { publish: { signingKey: keyFile } });
+    const { next, config } = await newSigningKey(env);
     const r = await env.sync({ config });
     expect(r.published).toBe(true);
     const c = basename(await readlink(layout.current));
