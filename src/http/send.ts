@@ -30,6 +30,37 @@ export function commonHeaders(e: Entity, etag: string): string[] {
  * path, so a publish in the middle cannot change the bytes). Resolves when the
  * response is over; the caller closes the file.
  */
+/**
+ * Status, Content-Range and Content-Length for a body of `size` bytes: 206
+ * for a satisfiable single range (GET only, RFC 9110 §14.2; If-Range
+ * respected), 200 for the whole. Answers 416 itself and returns undefined
+ * when the range cannot be satisfied.
+ */
+export function applyRange(req: IncomingMessage, res: ServerResponse, size: number, etag: string, lastModified: Date): { start: number; end: number } | undefined {
+  const header = req.method === 'GET' ? req.headers.range : undefined;
+  res.statusCode = 200;
+  let start = 0;
+  let end = size - 1;
+  if (header !== undefined && ifRangeAllows(req.headers['if-range'] as string | undefined, etag, lastModified)) {
+    const r = parseRange(header, size);
+    if (r.kind === 'unsatisfiable') {
+      res.statusCode = 416;
+      res.setHeader('Content-Range', `bytes */${size}`);
+      res.setHeader('Content-Length', 0);
+      res.removeHeader('Content-Type');
+      res.end();
+      return undefined;
+    }
+    if (r.kind === 'partial') {
+      ({ start, end } = r);
+      res.statusCode = 206;
+      res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+    }
+  }
+  res.setHeader('Content-Length', end - start + 1);
+  return { start, end };
+}
+
 export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: Entity): Promise<void> {
   // RFC 9110 §14.2: Range is defined for GET only; a HEAD answers as the matching full GET would.
   const rangeHeader = req.method === 'GET' ? req.headers.range : undefined;
@@ -60,28 +91,10 @@ export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: E
     return endWith(req, res, gzip);
   }
 
-  let start = 0;
-  let end = e.size - 1;
-  if (rangeHeader !== undefined && ifRangeAllows(req.headers['if-range'] as string | undefined, e.etag, e.lastModified)) {
-    const r = parseRange(rangeHeader, e.size);
-    if (r.kind === 'unsatisfiable') {
-      res.statusCode = 416;
-      res.setHeader('Content-Range', `bytes */${e.size}`);
-      res.setHeader('Content-Length', 0);
-      res.removeHeader('Content-Type');
-      res.end();
-      return;
-    }
-    if (r.kind === 'partial') {
-      start = r.start;
-      end = r.end;
-      res.statusCode = 206;
-      res.setHeader('Content-Range', `bytes ${start}-${end}/${e.size}`);
-    }
-  }
-  if (res.statusCode !== 206) res.statusCode = 200;
+  const span = applyRange(req, res, e.size, e.etag, e.lastModified);
+  if (span === undefined) return;
+  const { start, end } = span;
   const length = end - start + 1;
-  res.setHeader('Content-Length', length);
 
   if (e.body.kind === 'buffer') {
     return endWith(req, res, start === 0 && length === e.body.data.length ? e.body.data : e.body.data.subarray(start, end + 1));

@@ -18,8 +18,7 @@ import { evaluatePreconditions } from '../http/conditional.js';
 import { drained } from '../http/drained.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, contentTypeOf, quoteTag } from '../http/entity.js';
 import { rawPath } from '../http/handler.js';
-import { ifRangeAllows, parseRange } from '../http/range.js';
-import { sendEntity } from '../http/send.js';
+import { applyRange, sendEntity } from '../http/send.js';
 
 export class UpstreamUnavailableError extends MirrorError {
   readonly code = 'MM_UPSTREAM_UNAVAILABLE';
@@ -197,25 +196,11 @@ export class PullThroughService {
       throw err;
     }
     try {
-      const etag = quoteTag(file.sha256);
-      let status = 200;
-      let start = 0;
-      let end = file.size - 1;
-      if (req.headers.range !== undefined && ifRangeAllows(req.headers['if-range'] as string | undefined, etag, NO_DATE)) {
-        const r = parseRange(req.headers.range, file.size);
-        if (r.kind === 'unsatisfiable') {
-          res.writeHead(416, { 'Content-Range': `bytes */${file.size}`, 'Content-Length': '0' }).end();
-          return;
-        }
-        if (r.kind === 'partial') {
-          ({ start, end } = r);
-          status = 206;
-          res.setHeader('Content-Range', `bytes ${start}-${end}/${file.size}`);
-        }
-      }
       res.setHeader('Content-Type', contentTypeOf('item', file.path));
-      res.setHeader('Content-Length', end - start + 1);
-      res.writeHead(status);
+      const span = applyRange(req, res, file.size, quoteTag(file.sha256), NO_DATE);
+      if (span === undefined) return;
+      const { start, end } = span;
+      res.writeHead(res.statusCode);
       const stop = end + 1;
       let pos = start;
       // The client may have gone while we waited for the download or the open: 'close' will not come again.

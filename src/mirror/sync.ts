@@ -8,13 +8,14 @@ import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { collectGarbage, readWanted, writeWanted, type GcReport } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
-import { clearHold, readHold, writeHold } from '../store/hold.js';
+import { clearHold, readHold, writeHold, type Hold } from '../store/hold.js';
+import type { SnapshotManifest } from '../store/manifest.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
 import { downloadBlob } from './download.js';
 import { HashPool } from './hash-pool.js';
-import { buildModel, type ContentBuild, type PublishContent } from './model.js';
+import { buildModel, type ContentBuild, type PublishContent, type PublishModel } from './model.js';
 import { diffPlan, type PlanChange } from './plan.js';
 import { readPublished } from './previous.js';
 import { SyncProgress } from './progress.js';
@@ -334,29 +335,18 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     const activeHold = hold !== undefined && hold !== 'unreadable' && previous?.manifest.id === hold.snapshot ? hold : undefined;
     // Only a sync that read every source can tell upstream moved on; carried contents are the held tree's own.
     const upstreamMoved = activeHold !== undefined && carried.length === 0 && model.fingerprint !== activeHold.newestFingerprint;
+    // What to publish, if anything: upstream's tree, or (new key while held) the held tree again.
+    let plan: { model: PublishModel; sources: SnapshotManifest['sources']; hold?: Hold } | undefined;
     if (key === undefined || treeProblems.length > 0 || hold === 'unreadable') {
       // Said above.
     } else if (activeHold && !upstreamMoved && rekeyed) {
       // The held tree, not upstream's newest, is what gets re-signed; the hold moves to the new snapshot.
-      const heldTree = buildModel({ builds: [], carried: [...previous!.contents.values()], held: (sha) => held.has(sha) }).model;
-      try {
-        const manifest = await publishSnapshot(heldTree, {
-          layout,
-          store,
-          key,
-          logger: log,
-          sources: previous!.manifest.sources,
-        });
-        await writeHold(layout, { ...activeHold, snapshot: manifest.id });
-        snapshot = manifest.id;
-        published = true;
-        log.info({ snapshot, heldSince: activeHold.since }, 'the signing key changed: the rolled-back tree is published again, signed with the new key');
-        await hooks.onPublished?.(manifest.id);
-      } catch (err) {
-        const f = failureOf('publish', err);
-        failures.push(f);
-        log.error({ code: f.code }, `publishing failed, the current snapshot stays: ${f.message}`);
-      }
+      log.info({ heldSince: activeHold.since }, 'the signing key changed: the rolled-back tree is published again, signed with the new key');
+      plan = {
+        model: buildModel({ builds: [], carried: [...previous!.contents.values()], held: (sha) => held.has(sha) }).model,
+        sources: previous!.manifest.sources,
+        hold: activeHold,
+      };
     } else if (activeHold && !upstreamMoved) {
       log.warn(
         { snapshot, rolledBackAt: activeHold.since },
@@ -369,18 +359,17 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       log.info({ snapshot }, 'nothing changed upstream: the current snapshot stays');
     } else {
       if (rekeyed) log.info({ from: previous.manifest.signedBy, to: key.fingerprint }, 'the signing key changed: publishing the tree signed with the new key');
+      plan = { model, sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])) };
+    }
+    if (plan && key) {
       try {
-        const manifest = await publishSnapshot(model, {
-          layout,
-          store,
-          key,
-          logger: log,
-          sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])),
-        });
+        const manifest = await publishSnapshot(plan.model, { layout, store, key, logger: log, sources: plan.sources });
         snapshot = manifest.id;
         published = true;
-        // Upstream moved on: the rollback has served its purpose (a hold on a snapshot no longer current is stale).
-        if (hold !== undefined) await clearHold(layout);
+        // A held tree keeps its hold on the new snapshot; otherwise upstream moved on and the hold
+        // has served its purpose (one on a snapshot no longer current is stale).
+        if (plan.hold) await writeHold(layout, { ...plan.hold, snapshot: manifest.id });
+        else if (hold !== undefined) await clearHold(layout);
         try {
           // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
           await unpackBootloaders(layout, manifest, log);

@@ -285,9 +285,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     }
     const logger = this.opts.logger.child({ client: formatAddress(slot.client.address, slot.client.port), file: name });
     logger.debug({ options: Object.fromEntries(n.accepted), mode: packet.mode }, 'TFTP transfer started');
-    let transfer: ReadTransfer | undefined;
     try {
-      transfer = new ReadTransfer({
+      slot.transfer = new ReadTransfer({
         socket,
         peer: slot.client,
         file,
@@ -308,20 +307,16 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
           this.release(slot, result, bytes, retransmits);
         },
       });
-      slot.transfer = transfer;
-      // start() fails the transfer itself rather than throw; this is the second lock.
-      transfer.start();
     } catch (err) {
+      // Not made, so nothing owns the socket and file yet.
       logger.error({ err }, 'TFTP transfer failed to start');
-      if (transfer) {
-        // Clears its timer, closes socket and file, and ends the slot as an error.
-        transfer.abort('server error', 'error');
-      } else {
-        closeQuietly(socket);
-        await file.close().catch(() => undefined);
-        this.release(slot, 'error', 0, 0);
-      }
+      closeQuietly(socket);
+      await file.close().catch(() => undefined);
+      this.release(slot, 'error', 0, 0);
+      return;
     }
+    // Never throws: a failure to send ends the transfer (timer, socket, file) as an error.
+    slot.transfer.start();
   }
 
   private release(slot: Slot, result: TransferResult, bytes: number, retransmits: number): void {
