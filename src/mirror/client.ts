@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { Agent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
 import { AbortedError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
 import { parseRetryAfter } from './retry.js';
 
@@ -7,6 +7,15 @@ export interface ClientOptions {
   connectTimeout: number;
   idleTimeout: number;
   connections: number;
+  /** download.proxy; when unset, HTTPS_PROXY/HTTP_PROXY (and NO_PROXY) of the environment apply. */
+  proxy?: string;
+}
+
+const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'];
+
+/** Whether requests go through a proxy: configured, or named by the environment as curl and apt read it. */
+export function proxyInUse(proxy: string | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
+  return proxy !== undefined || PROXY_VARIABLES.some((k) => Boolean(env[k]));
 }
 
 export interface UpstreamResponse {
@@ -36,17 +45,21 @@ const USER_AGENT = 'maas-mirror/0.1 (+simplestreams mirror)';
  * connect timeout and an idle timeout that also catches a body that stalls.
  */
 export class UpstreamClient {
-  private readonly agent: Agent;
+  private readonly agent: Dispatcher;
   private readonly dispatcher: Dispatcher;
 
   constructor(opts: ClientOptions) {
-    this.agent = new Agent({
+    const agentOptions = {
       connect: { timeout: opts.connectTimeout },
       headersTimeout: opts.idleTimeout,
       bodyTimeout: opts.idleTimeout,
       connections: opts.connections,
       keepAliveTimeout: 10_000,
-    });
+    };
+    // NO_PROXY is honoured either way; a configured proxy overrides the environment's.
+    this.agent = proxyInUse(opts.proxy)
+      ? new EnvHttpProxyAgent({ ...agentOptions, ...(opts.proxy ? { httpProxy: opts.proxy, httpsProxy: opts.proxy } : {}) })
+      : new Agent(agentOptions);
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 
