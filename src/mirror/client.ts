@@ -11,11 +11,25 @@ export interface ClientOptions {
   proxy?: string;
 }
 
-const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'];
+/** The first of these variables that is set and not empty (curl's reading: an empty one counts as unset). */
+function fromEnv(env: NodeJS.ProcessEnv, ...names: string[]): string | undefined {
+  for (const n of names) if (env[n]) return env[n];
+  return undefined;
+}
 
-/** Whether requests go through a proxy: configured, or named by the environment as curl and apt read it. */
-export function proxyInUse(proxy: string | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
-  return proxy !== undefined || PROXY_VARIABLES.some((k) => Boolean(env[k]));
+export interface ProxySettings {
+  readonly httpProxy?: string;
+  readonly httpsProxy?: string;
+  readonly noProxy?: string;
+}
+
+/** The proxies requests go through: download.proxy, else HTTPS_PROXY/HTTP_PROXY; NO_PROXY either way. undefined: none. */
+export function proxySettings(proxy: string | undefined, env: NodeJS.ProcessEnv = process.env): ProxySettings | undefined {
+  const httpProxy = proxy ?? fromEnv(env, 'http_proxy', 'HTTP_PROXY');
+  const httpsProxy = proxy ?? fromEnv(env, 'https_proxy', 'HTTPS_PROXY') ?? httpProxy;
+  if (!httpProxy && !httpsProxy) return undefined;
+  // An empty string, not undefined: undici would otherwise read the environment again.
+  return { httpProxy: httpProxy ?? '', httpsProxy: httpsProxy ?? '', noProxy: fromEnv(env, 'no_proxy', 'NO_PROXY') ?? '' };
 }
 
 export interface UpstreamResponse {
@@ -57,9 +71,8 @@ export class UpstreamClient {
       keepAliveTimeout: 10_000,
     };
     // NO_PROXY is honoured either way; a configured proxy overrides the environment's.
-    this.agent = proxyInUse(opts.proxy)
-      ? new EnvHttpProxyAgent({ ...agentOptions, ...(opts.proxy ? { httpProxy: opts.proxy, httpsProxy: opts.proxy } : {}) })
-      : new Agent(agentOptions);
+    const proxies = proxySettings(opts.proxy);
+    this.agent = proxies ? new EnvHttpProxyAgent({ ...agentOptions, ...proxies }) : new Agent(agentOptions);
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 
