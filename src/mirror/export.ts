@@ -125,7 +125,6 @@ async function exportItems(
   opts.progress?.setPhase('download');
   opts.progress?.plan(todo.length, todo.reduce((n, [, f]) => n + f.size, 0));
   const out: ExportedFile[] = [];
-  const written = new Set<string>();
   for (const [path, f] of entries) {
     const safe = itemPaths.get(path) ?? path;
     if (sinceHeld?.has(f.sha256)) {
@@ -137,14 +136,13 @@ async function exportItems(
     await mkdir(dirname(target), { recursive: true });
     const ctx = { signal: opts.signal, onBytes: (n: number) => opts.progress?.bytes(n) };
     let status: ExportedFile['status'];
-    if (written.has(target) || (await holdsVerified(target, f.sha256, f.size, {}))) {
+    if (await holdsVerified(target, f.sha256, f.size, { signal: opts.signal })) {
       status = 'kept';
       opts.progress?.bytes(f.size);
     } else {
       await copyVerified(opts.store.path(f.sha256), target, f.sha256, f.size, ctx);
       status = 'written';
     }
-    written.add(target);
     opts.progress?.finish(safe);
     out.push({ path: safe, sha256: f.sha256, size: f.size, status });
   }
