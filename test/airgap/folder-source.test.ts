@@ -26,8 +26,8 @@ afterEach(async () => {
 });
 
 /** HQ (env.dataDir) synced from the generated upstream and exported to `dir`. */
-async function hqExport(e: Env, dir: string, since?: string): Promise<ExportReport> {
-  const r = await e.sync();
+async function hqExport(e: Env, dir: string, since?: string, maxVersions?: number): Promise<ExportReport> {
+  const r = await e.sync({ config: e.config([{ maxVersions }]) });
   expect(r.result).toBe('ok');
   const layout = new Layout(e.dataDir);
   return exportSnapshot({
@@ -189,5 +189,24 @@ describe('folder sources', () => {
     expect(await new BlobStore(new Layout(join(env.dir, 'site'))).has(victim.sha256)).toBe(false);
     expect((await stat(file)).nlink).toBe(1);
     expect((await stat(file)).mode & 0o777).toBe(0o644);
+  });
+
+  it('filters and maxVersions apply to a folder source as to a server', async () => {
+    env = await makeEnv();
+    env.upstream.addVersion(NOBLE, '20990101');
+    await env.upstream.write();
+    const exp = join(env.dir, 'export');
+    await hqExport(env, exp, undefined, 2);
+    expect(await checkTree(exp, join(exp, 'keyring.gpg'))).toMatchObject({ [NOBLE]: [expect.any(String), '20990101'] });
+    const config = env.config([{ name: 'hq', url: exp, keyring: join(exp, 'keyring.gpg'), filters: [['release=noble']], maxVersions: 1 }], {
+      dataDir: join(env.dir, 'site'),
+    });
+    const r = await env.sync({ config });
+    expect(r.failures).toEqual([]);
+    const versions = await checkTree(join(env.dir, 'site', 'current'), join(env.dir, 'site', 'keys', 'public.gpg'));
+    expect(Object.keys(versions).length).toBeGreaterThan(0);
+    expect(Object.keys(versions).every((pid) => pid.includes(':24.04:'))).toBe(true);
+    expect(Object.values(versions).every((v) => v.length === 1)).toBe(true);
+    expect(versions[NOBLE]).toEqual(['20990101']);
   });
 });
