@@ -63,7 +63,10 @@ export async function importBlob(req: ImportRequest, ctx: ImportContext): Promis
     else if (await tryReflink(src, partial)) method = 'reflink';
     let actual: { sha256: string; size: number };
     if (method) {
-      actual = await hashFile(partial, req.size, ctx);
+      actual = await hashFile(partial, req.size, ctx).catch((err: unknown) => {
+        // A link is the disk's file itself: what fails to read it is the disk's trouble.
+        throw method === 'link' && !(err instanceof AbortedError) ? folderReadError(src, err) : err;
+      });
     } else {
       method = 'copy';
       actual = await copyHashed(src, partial, req.size, ctx);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, open, readdir, readlink, rm, stat, truncate } from 'node:fs/promises';
+import { chmod, cp, mkdir, open, readdir, readlink, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,8 @@ import { BlobStore } from '../../src/store/blobs.js';
 import { Layout } from '../../src/store/layout.js';
 import { makeEnv, makeKey, type Env } from '../helpers/env.js';
 import { walk } from '../helpers/tree.js';
-import { checkTree } from './helpers.js';
+import { checkTree, cli, WITHOUT_DAC_OVERRIDE, writeConfig } from './helpers.js';
+import type { SyncReport } from '../../src/mirror/sync.js';
 
 const run = promisify(execFile);
 const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
@@ -208,5 +209,46 @@ describe('folder sources', () => {
     expect(Object.keys(versions).every((pid) => pid.includes(':24.04:'))).toBe(true);
     expect(Object.values(versions).every((v) => v.length === 1)).toBe(true);
     expect(versions[NOBLE]).toEqual(['20990101']);
+  });
+
+  it('unreadable (permission denied): a folder, then an item file; each named, the current snapshot stays', async () => {
+    env = await makeEnv();
+    const exp1 = join(env.dir, 'export1');
+    await hqExport(env, exp1);
+    const keyring = join(env.dir, 'hq.gpg');
+    await cp(join(exp1, 'keyring.gpg'), keyring);
+    const siteDir = join(env.dir, 'site');
+    expect((await siteSync(env, exp1, keyring)).published).toBe(true);
+    const current = await readlink(join(siteDir, 'current'));
+    const before = await checkTree(join(siteDir, 'current'), join(siteDir, 'keys', 'public.gpg'));
+
+    await new Promise((r) => setTimeout(r, 1100));
+    env.upstream.addVersion(NOBLE, '20990101');
+    await env.upstream.write();
+    const exp = join(env.dir, 'export2');
+    const report = await hqExport(env, exp);
+    const config = await writeConfig(join(env.dir, 'site.yaml'), siteDir, { name: 'hq', url: exp, keyring });
+
+    await chmod(exp, 0o000);
+    const r1 = await cli(['sync', '--config', config, '--json'], {}, WITHOUT_DAC_OVERRIDE);
+    await chmod(exp, 0o755);
+    expect(r1.code).toBe(1);
+    const f1 = (JSON.parse(r1.stdout) as SyncReport).failures;
+    expect(f1).toEqual([
+      expect.objectContaining({ code: 'MM_SOURCE_FOLDER', message: expect.stringContaining(`${join(exp, 'streams/v1/index.sjson')}: permission denied`) }),
+    ]);
+    expect(await readlink(join(siteDir, 'current'))).toBe(current);
+
+    const victim = report.files.find((f) => f.path.includes('20990101'))!;
+    await chmod(join(exp, victim.path), 0o000);
+    const r2 = await cli(['sync', '--config', config, '--json'], {}, WITHOUT_DAC_OVERRIDE);
+    expect(r2.code).toBe(1);
+    const rep2 = JSON.parse(r2.stdout) as SyncReport;
+    expect(rep2.failures).toEqual([
+      expect.objectContaining({ code: 'MM_SOURCE_FOLDER', message: expect.stringContaining(`${join(exp, victim.path)}: permission denied`) }),
+    ]);
+    expect(await new BlobStore(new Layout(siteDir)).has(victim.sha256)).toBe(false);
+    const after = await checkTree(join(siteDir, 'current'), join(siteDir, 'keys', 'public.gpg'));
+    expect(after[NOBLE]).toEqual(before[NOBLE]);
   });
 });

@@ -17,9 +17,10 @@ export interface CliResult {
 }
 
 /** The CLI as an operator runs it, from the sources. */
-export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): Promise<CliResult> {
+  const cmd = [...prefix, process.execPath, BIN, ...args];
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], {
+    const p = spawn(cmd[0]!, cmd.slice(1), {
       env: { ...process.env, MAAS_MIRROR_FROM_SOURCE: '1', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -74,3 +75,9 @@ export async function checkTree(root: string, keyring: string): Promise<Record<s
   for (const doc of products.values()) for (const [pid, p] of Object.entries(doc.products)) versions[pid] = Object.keys(p.versions).sort();
   return versions;
 }
+
+/** Runs a command as root without the capabilities that bypass file permissions: mode 000 then means unreadable. */
+export const WITHOUT_DAC_OVERRIDE =
+  process.getuid?.() === 0
+    ? ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--inh-caps=-dac_override,-dac_read_search']
+    : [];
