@@ -273,3 +273,34 @@ export function errnoOf(err: unknown): string | undefined {
     ? err.code
     : undefined;
 }
+
+/** A folder source (an export disk) whose file cannot be read: not mounted, unreadable, not a file. */
+export class FolderReadError extends MirrorError {
+  readonly code = 'MM_SOURCE_FOLDER';
+  constructor(
+    readonly file: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot read ${file}: ${reason}; check that the disk is mounted there, readable by this user, and holds a whole export`, options);
+  }
+}
+
+/** An item an export's metadata lists, held neither by the export nor by the store. */
+export class ItemMissingError extends MirrorError {
+  readonly code = 'MM_ITEM_MISSING';
+  constructor(
+    readonly path: string,
+    readonly file: string,
+  ) {
+    super(
+      `item ${path} is neither on the disk (${file}) nor in this mirror's store: the version holding it is left out, the rest publishes. ` +
+        'Import the export that brought it first (an earlier --since export, or a full export)',
+    );
+  }
+}
+
+/** An export that cannot be written as asked. */
+export class ExportError extends MirrorError {
+  readonly code = 'MM_EXPORT';
+}

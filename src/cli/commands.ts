@@ -30,6 +30,7 @@ export interface CommandContext {
     token?: string;
     armor?: boolean;
     output?: string;
+    since?: string;
     help?: boolean;
   };
   stdout: NodeJS.WriteStream;
@@ -220,4 +221,5 @@ export const commands: Record<string, Command> = {
   'check-config': checkConfig,
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
+  export: async (ctx) => (await import('./export.js')).exportCommand(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),
 };

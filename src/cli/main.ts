@@ -16,6 +16,8 @@ Commands:
                              the mirror's public key (binary by default, as MAAS wants)
   snapshots [--json]         list snapshots
   rollback [ID]              point "current" at an older snapshot (default: the previous one)
+  export DIR [--since ID] [--json]
+                             write the current snapshot to DIR (a USB disk) for an air-gapped site
   demo                       mirror a generated upstream on loopback and serve it
   check-config               validate the configuration and print it
 
@@ -36,6 +38,7 @@ const OPTIONS = {
   token: { type: 'string' },
   armor: { type: 'boolean' },
   output: { type: 'string', short: 'o' },
+  since: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 

@@ -136,3 +136,29 @@ extra: 1
     expect(() => loadConfig('/nonexistent/maas-mirror.yaml')).toThrow(/cannot read the file/);
   });
 });
+
+describe('config: folder sources and the proxy', () => {
+  const one = (url: string, extra = '') => `dataDir: /d\nsources: [{name: hq, url: ${JSON.stringify(url)}, keyring: /k.gpg${extra}}]\n`;
+
+  it('takes a folder as file:///abs/path/ or as an absolute path, both read as one file:/// URL', () => {
+    expect(parseConfig(one('file:///media/usb/maas'), '/etc/c.yaml', {}).sources[0]!.url).toBe('file:///media/usb/maas/');
+    expect(parseConfig(one('/media/usb/maas/'), '/etc/c.yaml', {}).sources[0]!.url).toBe('file:///media/usb/maas/');
+    expect(parseConfig(one('/media/usb key/maas'), '/etc/c.yaml', {}).sources[0]!.url).toBe('file:///media/usb%20key/maas/');
+  });
+
+  it('refuses other schemes, a relative folder, a file URL with a host, and a folder on demand', () => {
+    for (const url of ['ftp://x/y/', 'media/usb', 'file://otherhost/media/usb/']) {
+      expect(issuesOf(one(url))[0]!.path).toBe('sources[0].url');
+    }
+    expect(issuesOf(one('/media/usb/', ', onDemand: true'))).toEqual([
+      { path: 'sources[0].onDemand', message: expect.stringContaining('folder source cannot be on demand') },
+    ]);
+  });
+
+  it('download.proxy: an http(s) URL, nothing else', () => {
+    const base = 'dataDir: /d\nsources: [{name: a, url: "http://x/", keyring: /k.gpg}]\n';
+    expect(parseConfig(`${base}download: {proxy: "http://proxy:3128"}\n`, '/etc/c.yaml', {}).download.proxy).toBe('http://proxy:3128');
+    expect(parseConfig(base, '/etc/c.yaml', {}).download.proxy).toBeUndefined();
+    expect(issuesOf(`${base}download: {proxy: "socks5://proxy:1080"}\n`)[0]!.path).toBe('download.proxy');
+  });
+});

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.js';
-import { configSchema, parseListen, type ParsedConfig } from './schema.js';
+import { configSchema, isFolderUrl, parseListen, type ParsedConfig } from './schema.js';
 import { parseFilterGroups, type FilterGroups } from '../simplestreams/filter.js';
 
 export interface Listen {
@@ -14,7 +14,7 @@ export interface Listen {
 
 export interface SourceConfig {
   readonly name: string;
-  /** Mirror root, always ending in "/". */
+  /** Mirror root, always ending in "/": http(s), or file:/// for a folder (an absolute path given becomes one). */
   readonly url: string;
   /** Absolute path, or undefined for an unverified source. */
   readonly keyring: string | undefined;
@@ -39,6 +39,7 @@ export interface Config {
     readonly idleTimeout: number;
     readonly rateLimit: number;
     readonly partialProtection: number;
+    readonly proxy: string | undefined;
   };
   readonly http: { readonly listen: readonly Listen[]; readonly prefix: string; readonly publicUrl: string | undefined };
   readonly tftp: {
@@ -172,7 +173,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     dataDir: rel(c.dataDir),
     sources: c.sources.map((s) => ({
       name: s.name,
-      url: s.url.endsWith('/') ? s.url : `${s.url}/`,
+      url: sourceRoot(s.url),
       keyring: s.keyring === undefined ? undefined : rel(s.keyring),
       contentIds: s.contentIds?.map((r) => new RegExp(r)),
       filterText: s.filters,
@@ -185,12 +186,18 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       signingKey: c.publish.signingKey === undefined ? undefined : rel(c.publish.signingKey),
       keepSnapshots: c.publish.keepSnapshots,
     },
-    download: { ...c.download },
+    download: { ...c.download, proxy: c.download.proxy },
     http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
   };
+}
+
+function sourceRoot(url: string): string {
+  const withSlash = url.endsWith('/') ? url : `${url}/`;
+  // One spelling for a folder, whatever was written: a file:/// URL, percent-encoded.
+  return isFolderUrl(url) ? pathToFileURL(withSlash.startsWith('/') ? withSlash : fileURLToPath(withSlash)).href.replace(/\/?$/, '/') : withSlash;
 }
 
 function deepFreeze<T>(value: T): T {

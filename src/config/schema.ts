@@ -46,10 +46,30 @@ export function parseListen(v: string): { host: string; port: number } | undefin
   return { host: m[1] || m[2] || '0.0.0.0', port };
 }
 
+const SOURCE_URL_MESSAGE = 'must be an http:// or https:// URL of the mirror root, a file:///absolute/path/ URL or an absolute path';
+
+/** A mirror root: http(s) URL, or a folder (file:///abs/path/ or /abs/path) holding a simplestreams tree. */
+const sourceUrl = z.string().superRefine((v, ctx) => {
+  if (v.startsWith('/')) return;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: SOURCE_URL_MESSAGE });
+    return;
+  }
+  const folder = u.protocol === 'file:' && (u.host === '' || u.host === 'localhost') && u.pathname.startsWith('/');
+  if (!folder && !/^https?:$/.test(u.protocol)) ctx.addIssue({ code: 'custom', message: SOURCE_URL_MESSAGE });
+});
+
+export function isFolderUrl(v: string): boolean {
+  return v.startsWith('/') || v.startsWith('file:');
+}
+
 const source = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" or "-"'),
-    url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL of the mirror root' }),
+    url: sourceUrl,
     keyring: z.string().min(1).optional(),
     contentIds: z.array(regex).optional(),
     filters: z.array(z.array(filterExpr)).default([]),
@@ -60,6 +80,9 @@ const source = z
   .superRefine((s, ctx) => {
     if (s.verify && !s.keyring) {
       ctx.addIssue({ code: 'custom', path: ['keyring'], message: 'a keyring is required when verify is true' });
+    }
+    if (s.onDemand && isFolderUrl(s.url)) {
+      ctx.addIssue({ code: 'custom', path: ['onDemand'], message: 'a folder source cannot be on demand: nothing could fetch its files later; sync them' });
     }
   });
 
@@ -82,6 +105,8 @@ export const configSchema = z
         rateLimit: z.number().int().min(0).default(0),
         /** Partial files younger than this are kept by gc, so a running or crashed sync can resume them. */
         partialProtection: duration('24h'),
+        /** HTTP proxy for upstream requests; HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply when unset. */
+        proxy: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// proxy URL, e.g. "http://proxy.example:3128"' }).optional(),
       })
       .prefault({}),
     http: z

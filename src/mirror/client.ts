@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { Agent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, errors as undiciErrors, interceptors, type Dispatcher } from 'undici';
 import { AbortedError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
 import { parseRetryAfter } from './retry.js';
 
@@ -7,6 +7,29 @@ export interface ClientOptions {
   connectTimeout: number;
   idleTimeout: number;
   connections: number;
+  /** download.proxy; when unset, HTTPS_PROXY/HTTP_PROXY (and NO_PROXY) of the environment apply. */
+  proxy?: string;
+}
+
+/** The first of these variables that is set and not empty (curl's reading: an empty one counts as unset). */
+function fromEnv(env: NodeJS.ProcessEnv, ...names: string[]): string | undefined {
+  for (const n of names) if (env[n]) return env[n];
+  return undefined;
+}
+
+export interface ProxySettings {
+  readonly httpProxy?: string;
+  readonly httpsProxy?: string;
+  readonly noProxy?: string;
+}
+
+/** The proxies requests go through: download.proxy, else HTTPS_PROXY/HTTP_PROXY; NO_PROXY either way. undefined: none. */
+export function proxySettings(proxy: string | undefined, env: NodeJS.ProcessEnv = process.env): ProxySettings | undefined {
+  const httpProxy = proxy ?? fromEnv(env, 'http_proxy', 'HTTP_PROXY');
+  const httpsProxy = proxy ?? fromEnv(env, 'https_proxy', 'HTTPS_PROXY') ?? httpProxy;
+  if (!httpProxy && !httpsProxy) return undefined;
+  // An empty string, not undefined: undici would otherwise read the environment again.
+  return { httpProxy: httpProxy ?? '', httpsProxy: httpsProxy ?? '', noProxy: fromEnv(env, 'no_proxy', 'NO_PROXY') ?? '' };
 }
 
 export interface UpstreamResponse {
@@ -36,17 +59,20 @@ const USER_AGENT = 'maas-mirror/0.1 (+simplestreams mirror)';
  * connect timeout and an idle timeout that also catches a body that stalls.
  */
 export class UpstreamClient {
-  private readonly agent: Agent;
+  private readonly agent: Dispatcher;
   private readonly dispatcher: Dispatcher;
 
   constructor(opts: ClientOptions) {
-    this.agent = new Agent({
+    const agentOptions = {
       connect: { timeout: opts.connectTimeout },
       headersTimeout: opts.idleTimeout,
       bodyTimeout: opts.idleTimeout,
       connections: opts.connections,
       keepAliveTimeout: 10_000,
-    });
+    };
+    // NO_PROXY is honoured either way; a configured proxy overrides the environment's.
+    const proxies = proxySettings(opts.proxy);
+    this.agent = proxies ? new EnvHttpProxyAgent({ ...agentOptions, ...proxies }) : new Agent(agentOptions);
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 

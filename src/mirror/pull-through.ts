@@ -147,7 +147,7 @@ export class PullThroughService {
     let dl = this.inflight.get(file.sha256);
     if (!dl) {
       const cfg = this.deps.config().download;
-      this.client ??= new UpstreamClient({ connectTimeout: cfg.connectTimeout, idleTimeout: cfg.idleTimeout, connections: cfg.concurrency + 2 });
+      this.client ??= new UpstreamClient({ connectTimeout: cfg.connectTimeout, idleTimeout: cfg.idleTimeout, connections: cfg.concurrency + 2, proxy: cfg.proxy });
       dl = new SharedDownload(file, joinUrl(source.url, file.path), this.deps, this.client);
       this.inflight.set(file.sha256, dl);
       const done = () => {

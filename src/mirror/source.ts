@@ -9,7 +9,8 @@ import { assertSafeItemPath } from '../simplestreams/paths.js';
 import type { IndexDocument, IndexEntry, ProductsDocument } from '../simplestreams/types.js';
 import type { SourceState, StateStore } from '../store/state.js';
 import type { UpstreamClient } from './client.js';
-import { fetchDocument } from './metadata.js';
+import { isFolderSource, readFolderDocument } from './folder.js';
+import { fetchDocument, type FetchDocumentOptions, type FetchedDocument } from './metadata.js';
 import { joinUrl } from './url.js';
 
 export interface SourceContent {
@@ -62,11 +63,15 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
   let requests = 0;
   let changed = 0;
 
+  // A folder (an export disk) is read like a server: the same checks follow, only the transport differs.
+  const fetchOne = (url: string, o: FetchDocumentOptions): Promise<FetchedDocument> =>
+    isFolderSource(url) ? readFolderDocument(url, o) : fetchDocument(opts.client, url, o);
+
   const read = async (relPath: string): Promise<string> => {
     const url = joinUrl(source.url, relPath);
     const prev = previous.documents[relPath];
     requests++;
-    const got = await fetchDocument(opts.client, url, {
+    const got = await fetchOne(url, {
       retries: opts.retries,
       previous: prev,
       signal: opts.signal,
@@ -77,7 +82,7 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     let fresh = got.changed;
     if (raw === undefined) {
       // A 304 without our stored copy (or a changed one): fetch it whole.
-      const full = got.changed ? got : await fetchDocument(opts.client, url, { retries: opts.retries, signal: opts.signal });
+      const full = got.changed ? got : await fetchOne(url, { retries: opts.retries, signal: opts.signal });
       if (!full.changed) throw new MetadataError(url, 'the upstream answered 304 to an unconditional request');
       if (!got.changed) requests++;
       raw = full.text;

@@ -14,6 +14,8 @@ import { acquireLock, type Lock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
 import { downloadBlob } from './download.js';
+import { isFolderSource } from './folder.js';
+import { importBlob } from './import-file.js';
 import { HashPool } from './hash-pool.js';
 import { buildModel, type ContentBuild, type PublishContent, type PublishModel } from './model.js';
 import { diffPlan, type PlanChange } from './plan.js';
@@ -100,6 +102,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     connectTimeout: config.download.connectTimeout,
     idleTimeout: config.download.idleTimeout,
     connections: config.download.concurrency + 2,
+    proxy: config.download.proxy,
   });
   const finish = (partial: Omit<SyncReport, 'id' | 'startedAt' | 'finishedAt' | 'durationMs' | 'dryRun'>): SyncReport => ({
     id,
@@ -236,7 +239,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     progress.setPhase('download');
     progress.plan(missing.length, bytesToFetch);
     const limiter = new RateLimiter(config.download.rateLimit);
-    hashes = missing.length > 0 ? new HashPool() : undefined;
+    hashes = missing.some((f) => !isFolderSource(f.url)) ? new HashPool() : undefined;
     const queue = new PQueue({ concurrency: config.download.concurrency });
     let downloadedFiles = 0;
     let downloadedBytes = 0;
@@ -247,30 +250,34 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       void queue.add(async () => {
         if (opts.signal?.aborted) return;
         progress.start(f.path);
+        const onBytes = (n: number) => {
+          downloadedBytes += n;
+          progress.bytes(n);
+          hooks.onDownloadedBytes?.(f.source, n);
+        };
         try {
-          const r = await downloadBlob(f, {
-            client,
-            layout,
-            store,
-            hashes: hashes!,
-            retries: config.download.retries,
-            limiter,
-            signal: opts.signal,
-            retryBaseMs: opts.retryBaseMs,
-            onBytes: (n) => {
-              downloadedBytes += n;
-              progress.bytes(n);
-              hooks.onDownloadedBytes?.(f.source, n);
-            },
-            onRetry: (err, attempt, delay) => {
-              hooks.onRetry?.(f.source);
-              log.warn({ source: f.source, path: f.path, attempt, delayMs: delay, err: errMessage(err) }, 'retrying download');
-            },
-            onChecksumFailure: (err) => {
-              hooks.onChecksumFailure?.(f.source);
-              log.warn({ source: f.source, path: f.path, code: err.code }, err.message);
-            },
-          });
+          // From a disk: no retries (a bad file stays bad), no hash pool (the copy hashes as it reads).
+          const r = isFolderSource(f.url)
+            ? await importBlob(f, { layout, store, signal: opts.signal, onBytes })
+            : await downloadBlob(f, {
+                client,
+                layout,
+                store,
+                hashes: hashes!,
+                retries: config.download.retries,
+                limiter,
+                signal: opts.signal,
+                retryBaseMs: opts.retryBaseMs,
+                onBytes,
+                onRetry: (err, attempt, delay) => {
+                  hooks.onRetry?.(f.source);
+                  log.warn({ source: f.source, path: f.path, attempt, delayMs: delay, err: errMessage(err) }, 'retrying download');
+                },
+                onChecksumFailure: (err) => {
+                  hooks.onChecksumFailure?.(f.source);
+                  log.warn({ source: f.source, path: f.path, code: err.code }, err.message);
+                },
+              });
           held.add(f.sha256);
           downloadedFiles++;
           progress.finish(f.path);

@@ -14,6 +14,7 @@ import { join } from 'node:path';
  *   state/<source>.json             conditional-request validators, accepted dates
  *   state/_wanted.json              sha256s the last sync selected: gc keeps them
  *   state/_hold.json                left by rollback: syncs keep current there (see hold.ts)
+ *   state/_exports/<id>.json        what an export of snapshot <id> held, for a later --since
  *   keys/                           the mirror's signing key (0600) and public key
  *   lock                            held by sync and gc
  */
@@ -68,6 +69,9 @@ export class Layout {
   }
   get holdFile(): string {
     return join(this.stateDir, '_hold.json');
+  }
+  exportRecord(id: string): string {
+    return join(this.stateDir, '_exports', `${id}.json`);
   }
   get keysDir(): string {
     return join(this.dataDir, 'keys');
