@@ -1,5 +1,5 @@
-import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { rethrowDiskFull } from '../store/fsutil.js';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../store/fsutil.js';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { MirrorError } from '../errors.js';
@@ -74,31 +74,15 @@ async function generate(file: string): Promise<string> {
     format: 'armored',
     config: { v6Keys: false },
   });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, privateKey, { mode: 0o600, flag: 'wx' });
-  await chmod(tmp, 0o600);
-  await rename(tmp, file);
+  await writeFileAtomic(file, privateKey, { mode: 0o600 });
   return privateKey;
 }
 
 async function writePublic(keysDir: string, key: openpgp.PublicKey): Promise<void> {
-  await atomicWrite(join(keysDir, PUBLIC_BINARY_FILE), Buffer.from(key.write()));
-  await atomicWrite(join(keysDir, PUBLIC_ARMORED_FILE), key.armor());
+  await writeFileAtomic(join(keysDir, PUBLIC_BINARY_FILE), key.write(), { unlessSame: true });
+  await writeFileAtomic(join(keysDir, PUBLIC_ARMORED_FILE), key.armor(), { unlessSame: true });
 }
 
-async function atomicWrite(file: string, data: string | Buffer): Promise<void> {
-  // Unchanged (the usual case): no write, so a full disk cannot fail a publish here.
-  const old = await readFile(file).catch(() => undefined);
-  if (old && old.equals(Buffer.from(data))) return;
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, data, { mode: 0o644 });
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw rethrowDiskFull(err, file);
-  }
-}
 
 export function exportPublic(key: SigningKey, armor: boolean): Buffer {
   return armor ? Buffer.from(key.publicKey.armor()) : Buffer.from(key.publicKey.write());

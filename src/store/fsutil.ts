@@ -1,5 +1,20 @@
-import { open, rename, writeFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { errnoOf, DiskFullError } from '../errors.js';
+
+/**
+ * The one naming scheme for files and links being made beside their final name:
+ * `<name>.tmp-<pid>-<random>`. A crash leaves them behind; gc knows them by `isTempName`.
+ */
+export function tempNameFor(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Also knows the shorter `<name>.tmp-<pid>[-<base36>]` names that earlier versions left. */
+export function isTempName(name: string): boolean {
+  return /\.tmp-\d+(?:-[0-9a-z]+)?$/.test(name);
+}
 
 /** fsync a directory so a rename or link inside it survives a power cut. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -11,9 +26,21 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes a file so that readers see the old content or the new, never a torn one. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+export interface AtomicWriteOptions {
+  /** Permission bits of the new file (default 0644). */
+  readonly mode?: number;
+  /** Leave an identical file alone: no write, so a full disk cannot fail an unchanged file. */
+  readonly unlessSame?: boolean;
+}
+
+/** Writes a file so that readers see the old content or the new, never a torn one, and it survives a power cut. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: AtomicWriteOptions | number = {}): Promise<void> {
+  const { mode = 0o644, unlessSame = false } = typeof options === 'number' ? { mode: options } : options;
+  if (unlessSame) {
+    const old = await readFile(file).catch(() => undefined);
+    if (old?.equals(typeof data === 'string' ? Buffer.from(data) : data)) return;
+  }
+  const tmp = tempNameFor(file);
   try {
     const fh = await open(tmp, 'wx', mode);
     try {
@@ -23,10 +50,27 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
       await fh.close();
     }
     await rename(tmp, file);
+    await fsyncDir(dirname(file));
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw rethrowDiskFull(err, file);
   }
+}
+
+/**
+ * Points `link` at `target` with one rename over the old link, so a reader resolving it sees
+ * the old target or the new, never neither; then makes the change durable.
+ */
+export async function replaceSymlink(link: string, target: string): Promise<void> {
+  const tmp = tempNameFor(link);
+  await symlink(target, tmp);
+  try {
+    await rename(tmp, link);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dirname(link));
 }
 
 export async function writeFileDurable(file: string, data: string | Uint8Array): Promise<void> {

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { errnoOf } from '../errors.js';
-import { writeFileAtomic } from './fsutil.js';
+import { isTempName, writeFileAtomic } from './fsutil.js';
 import { join } from 'node:path';
 import type { BlobStore } from './blobs.js';
 import type { Layout } from './layout.js';
@@ -120,11 +120,11 @@ async function removeLeftovers(layout: Layout): Promise<void> {
   }
   const manifests = await readdir(layout.manifestsDir).catch(() => [] as string[]);
   for (const n of manifests) {
-    if (n.includes('.tmp-')) await unlink(join(layout.manifestsDir, n)).catch(() => undefined);
+    if (isTempName(n)) await unlink(join(layout.manifestsDir, n)).catch(() => undefined);
   }
-  // Symlinks half-made by a kill during a switch (`current.tmp-<pid>`, `bootloaders.tmp-<pid>`).
-  const top = await readdir(layout.dataDir).catch(() => [] as string[]);
-  for (const n of top) {
-    if (/^(current|bootloaders)\.tmp-/.test(n)) await unlink(join(layout.dataDir, n)).catch(() => undefined);
+  // Files and links half-made by a kill (the `current` and `bootloaders` switches, the wanted list).
+  for (const dir of [layout.dataDir, layout.stateDir]) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (isTempName(n)) await unlink(join(dir, n)).catch(() => undefined);
   }
 }

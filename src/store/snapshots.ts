@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { errnoOf, NotFoundError } from '../errors.js';
-import { fsyncDir } from './fsutil.js';
+import { replaceSymlink } from './fsutil.js';
 import type { Layout } from './layout.js';
 import { readManifest, type SnapshotManifest } from './manifest.js';
 
@@ -76,11 +76,7 @@ export async function switchCurrent(layout: Layout, id: string): Promise<void> {
   if (!(await snapshotIds(layout)).includes(id)) {
     throw new NotFoundError(`no snapshot ${id}; list them with "maas-mirror snapshots"`);
   }
-  const tmp = `${layout.current}.tmp-${process.pid}`;
-  await unlink(tmp).catch(() => undefined);
-  await symlink(join('snapshots', id), tmp);
-  await rename(tmp, layout.current);
-  await fsyncDir(layout.dataDir);
+  await replaceSymlink(layout.current, join('snapshots', id));
 }
 
 /** Deletes the oldest snapshots beyond `keep`, never the current one. Returns the ids removed. */
