@@ -16,6 +16,8 @@ Commands:
                              the mirror's public key (binary by default, as MAAS wants)
   snapshots [--json]         list snapshots
   rollback [ID]              point "current" at an older snapshot (default: the previous one)
+  list [--source NAME] [FILTER...] [--json]
+                             what the upstreams offer; S: the configuration selects it, H: held
   demo                       mirror a generated upstream on loopback and serve it
   check-config               validate the configuration and print it
 
@@ -36,6 +38,7 @@ const OPTIONS = {
   token: { type: 'string' },
   armor: { type: 'boolean' },
   output: { type: 'string', short: 'o' },
+  source: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
+import { AbortedError, isMirrorError, MaasRulesError, NotEnoughSpaceError } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
@@ -24,6 +24,9 @@ import type { MaasProblem } from '../simplestreams/maas-rules.js';
 import { RateLimiter } from './ratelimit.js';
 import { selectContent, type WantedFile } from './select.js';
 import { readSource, type SourceMetadata } from './source.js';
+import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
+import { checkSpace, type SpaceCheck } from './space.js';
+import type { Published } from './previous.js';
 
 export interface SyncHooks {
   onDownloadedBytes?(source: string, bytes: number): void;
@@ -72,6 +75,10 @@ export interface SyncReport {
   readonly plan: { changes: PlanChange[]; filesToFetch: number; bytesToFetch: number };
   readonly downloaded: { files: number; bytes: number };
   readonly failures: SyncFailure[];
+  /** Nothing failed, but images may be missing unasked: filters matching nothing, products dropped. */
+  readonly warnings: SyncWarning[];
+  /** dataDir's free space against what the downloads need (absent when it cannot be measured). */
+  readonly space?: SpaceCheck;
   readonly gc?: GcReport;
 }
 
@@ -94,6 +101,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
   const progress = opts.progress ?? new SyncProgress();
   const hooks = opts.hooks ?? {};
   const failures: SyncFailure[] = [];
+  const warnings: SyncWarning[] = [];
   let hashes: HashPool | undefined;
   const lock: Lock | undefined = opts.dryRun || opts.locked ? undefined : await acquireLock(layout.lockFile, `sync ${id}`);
   const client = new UpstreamClient({
@@ -101,12 +109,13 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     idleTimeout: config.download.idleTimeout,
     connections: config.download.concurrency + 2,
   });
-  const finish = (partial: Omit<SyncReport, 'id' | 'startedAt' | 'finishedAt' | 'durationMs' | 'dryRun'>): SyncReport => ({
+  const finish = (partial: Omit<SyncReport, 'id' | 'startedAt' | 'finishedAt' | 'durationMs' | 'dryRun' | 'warnings'>): SyncReport => ({
     id,
     startedAt: new Date(started).toISOString(),
     finishedAt: new Date().toISOString(),
     durationMs: Date.now() - started,
     dryRun: Boolean(opts.dryRun),
+    warnings,
     ...partial,
   });
   try {
@@ -143,6 +152,8 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         for (const c of previous?.contents.values() ?? []) if (c.source === source.name) carried.push(c);
       }
     }
+
+    warnings.push(...warnFilters(metas, log));
 
     // Select, and find out what the store lacks.
     const builds: ContentBuild[] = [];
@@ -213,10 +224,12 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     // fetched again, the tree needs republishing even though the metadata did not change.
     const repaired = previous ? Object.values(previous.manifest.files).some((f) => f.held && !held.has(f.sha256)) : false;
     const bytesToFetch = missing.reduce((n, f) => n + f.size, 0);
+    const space = await checkSpace(layout, missing, metadataBytes(builds));
 
     if (opts.dryRun) {
       const preview = buildModel({ builds, carried, held: () => true }).model;
       const changes = diffPlan(previous?.contents, preview.contents);
+      warnings.push(...warnDropped(previous, preview, metas, config, log));
       return finish({
         result: failures.length > 0 ? 'partial' : 'ok',
         snapshot: previous?.manifest.id,
@@ -225,6 +238,23 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         plan: { changes, filesToFetch: missing.length, bytesToFetch },
         downloaded: { files: 0, bytes: 0 },
         failures,
+        space,
+      });
+    }
+    const noRoom = spaceFailure(space, config.dataDir);
+    if (noRoom) {
+      // Before anything is written: the current snapshot, the state and the partial files stay as they were.
+      failures.push(noRoom);
+      log.error({ code: noRoom.code, needed: space?.needed, available: space?.available }, noRoom.message);
+      return finish({
+        result: 'failed',
+        snapshot: previous?.manifest.id,
+        published: false,
+        sources: [...sourceReports, ...metas.map((m) => ({ name: m.source.name, result: 'failed' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
+        plan: { changes: [], filesToFetch: missing.length, bytesToFetch },
+        downloaded: { files: 0, bytes: 0 },
+        failures,
+        space,
       });
     }
     for (const m of metas) await new StateStore(layout, m.source.name).save(m.state);
@@ -295,7 +325,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     // (their previous versions stay), and publish nothing if the tree itself would be rejected.
     // A tree identical to the published one was checked when it was published: a no-op resync skips the walk.
     const unchanged = previous !== undefined && previous.manifest.fingerprint === model.fingerprint && !repaired;
-    let problems = unchanged ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
+    let problems = unchanged || nothingToCheck(model, previous) ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
     if (problems.byProduct.size > 0) {
       ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
       for (const [key, list] of problems.byProduct) {
@@ -312,7 +342,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     if (treeProblems.length > 0) {
       const f = failureOf('publish', new MaasRulesError('the tree', treeProblems));
       failures.push(f);
-      log.error({ code: f.code }, `nothing published, the current snapshot stays: ${f.message}`);
+      log.error({ code: f.code }, `nothing published, ${stays(previous)}: ${f.message}`);
     }
     const changes = diffPlan(previous?.contents, model.contents);
     let snapshot = previous?.manifest.id;
@@ -321,7 +351,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey).catch((err: unknown) => {
       const f = failureOf('publish', err);
       failures.push(f);
-      log.error({ code: f.code }, `the signing key cannot be loaded, the current snapshot stays: ${f.message}`);
+      log.error({ code: f.code }, `the signing key cannot be loaded, ${stays(previous)}: ${f.message}`);
       return undefined;
     });
     const rekeyed = previous !== undefined && key !== undefined && previous.manifest.signedBy !== key.fingerprint;
@@ -362,6 +392,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       plan = { model, sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])) };
     }
     if (plan && key) {
+      if (plan.model === model) warnings.push(...warnDropped(previous, model, metas, config, log));
       try {
         const manifest = await publishSnapshot(plan.model, { layout, store, key, logger: log, sources: plan.sources });
         snapshot = manifest.id;
@@ -383,7 +414,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         // Nothing reachable changed (current still points at the old tree); say why and keep the downloads.
         const f = failureOf('publish', err);
         failures.push(f);
-        log.error({ code: f.code }, `publishing failed, the current snapshot stays: ${f.message}`);
+        log.error({ code: f.code }, `publishing failed, ${stays(previous)}: ${f.message}`);
       }
     }
     for (const i of incomplete) log.warn(i, 'version not published: some of its files are missing');
@@ -412,6 +443,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     }
     const result = failures.length === 0 ? 'ok' : metas.length === 0 && !published ? 'failed' : 'partial';
     return finish({
+      space,
       result,
       snapshot,
       published,
@@ -426,6 +458,45 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     await client.close();
     await lock?.release();
   }
+}
+
+/** Unmatched filter terms and contentIds of every source read, each logged. */
+function warnFilters(metas: readonly SourceMetadata[], log: Logger): SyncWarning[] {
+  const out = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents));
+  for (const w of out) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
+  return out;
+}
+
+/** Products the tree about to be published no longer lists, said before it is published. */
+function warnDropped(previous: Published | undefined, model: PublishModel, metas: readonly SourceMetadata[], config: Config, log: Logger): SyncWarning[] {
+  const out = droppedWarnings(previous, model, metas, config);
+  for (const w of out) log.warn({ source: w.source, code: w.code, products: w.products?.length }, w.message);
+  return out;
+}
+
+/** An upper bound of the metadata a publish writes, only computed when there is something to fetch. */
+function metadataBytes(builds: readonly ContentBuild[]): () => number {
+  return () => builds.reduce((n, b) => n + JSON.stringify(b.upstream).length, 0);
+}
+
+function spaceFailure(space: SpaceCheck | undefined, dataDir: string): SyncFailure | undefined {
+  if (!space || space.fits) return undefined;
+  const resumed = space.resumable > 0 ? `, ${formatSize(space.resumable)} of it already in partial files` : '';
+  const err = new NotEnoughSpaceError(dataDir, formatSize(space.needed), formatSize(space.available), `${formatSize(space.toFetch)} to fetch${resumed}, plus ${formatSize(space.margin)} kept free for metadata`);
+  return failureOf('disk', err);
+}
+
+function formatSize(n: number): string {
+  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`;
+}
+
+/** A first sync that has nothing (every source failed): there is no tree to hold against MAAS's rules. */
+function nothingToCheck(model: PublishModel, previous: Published | undefined): boolean {
+  return model.contents.length === 0 && previous === undefined;
+}
+
+function stays(previous: Published | undefined): string {
+  return previous ? 'the current snapshot stays' : 'there is still no snapshot';
 }
 
 function failureOf(source: string, err: unknown): SyncFailure {
