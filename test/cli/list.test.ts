@@ -63,7 +63,7 @@ describe('maas-mirror list', () => {
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain(`source stable (${env.server.url}`);
     expect(text.stdout).toMatch(new RegExp(`  ${NOBLE.replace(/\./g, '\\.')}  \\(ubuntu noble amd64 ga-24\\.04 kflavor=generic label=stable\\)\\n    SH ${newest}  ${items.length} items  [\\d.]+ KiB\\n`));
-    expect(text.stdout).toMatch(/filter keys of stable and their values:\n(.*\n)*  release: jammy, noble\n/);
+    expect(text.stdout).toMatch(/filter keys of stable and their values:\n(.*\n)* {2}release: jammy, noble\n/);
     // Read only: no file of dataDir was added or changed.
     const after = await Promise.all((await walkFiles(env.dataDir)).map(async (f) => [f, (await stat(f)).mtimeMs] as const));
     expect(after).toEqual(before);
