@@ -325,7 +325,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     // (their previous versions stay), and publish nothing if the tree itself would be rejected.
     // A tree identical to the published one was checked when it was published: a no-op resync skips the walk.
     const unchanged = previous !== undefined && previous.manifest.fingerprint === model.fingerprint && !repaired;
-    let problems = unchanged || nothingToCheck(model, previous) ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
+    let problems = unchanged || nothingToCheck(model, previous, metas.length < config.sources.length) ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
     if (problems.byProduct.size > 0) {
       ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
       for (const [key, list] of problems.byProduct) {
@@ -490,9 +490,12 @@ function formatSize(n: number): string {
   return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`;
 }
 
-/** A first sync that has nothing (every source failed): there is no tree to hold against MAAS's rules. */
-function nothingToCheck(model: PublishModel, previous: Published | undefined): boolean {
-  return model.contents.length === 0 && previous === undefined;
+/**
+ * A first sync left with nothing because a source failed: there is no tree to hold against MAAS's
+ * rules, and blaming the filters ("widen it") would send the operator the wrong way.
+ */
+function nothingToCheck(model: PublishModel, previous: Published | undefined, sourceFailed: boolean): boolean {
+  return sourceFailed && model.contents.length === 0 && previous === undefined;
 }
 
 function stays(previous: Published | undefined): string {
