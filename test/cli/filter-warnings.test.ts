@@ -38,9 +38,11 @@ async function syncJson(file: string): Promise<{ code: number; report: SyncRepor
 describe('filters that match nothing upstream', () => {
   it('warns about a misspelt value with the nearest values upstream offers (report, log, human output, check-config)', async () => {
     env = await makeEnv({ samples: ['stable-v3-download.json'] });
-    const file = await configFile(env, [['os=ubuntu', 'release=nobel', 'arch=amd64']]);
+    // The typo'd group selects nothing; the other still publishes a tree, without noble.
+    const file = await configFile(env, [['os=ubuntu', 'release=nobel', 'arch=amd64'], ['release=jammy', 'arch=amd64']]);
     const { code, report, stderr } = await syncJson(file);
-    expect(code).toBe(0);
+    expect(code, stderr).toBe(0);
+    expect(report.published).toBe(true);
     const w = report.warnings.filter((x) => x.code === 'MM_FILTER_UNMATCHED');
     expect(w).toHaveLength(1);
     expect(w[0]).toMatchObject({ source: 'stable', term: 'release=nobel', suggestions: ['noble'] });
@@ -65,15 +67,24 @@ describe('filters that match nothing upstream', () => {
 
   it('names an unknown key with the keys that exist, and a group whose terms never meet', async () => {
     env = await makeEnv({ samples: ['stable-v3-download.json'] });
-    const file = await configFile(env, [['arc=amd64'], ['release=jammy', 'subarch=ga-24.04']]);
-    const { code, report } = await syncJson(file);
-    expect(code).toBe(0);
+    const file = await configFile(env, [['arc=amd64'], ['release=jammy', 'subarch=ga-24.04'], ['release=noble']]);
+    const { code, report, stderr } = await syncJson(file);
+    expect(code, stderr).toBe(0);
     const [key, group] = report.warnings;
     expect(key).toMatchObject({ code: 'MM_FILTER_UNMATCHED', term: 'arc=amd64', suggestions: ['arch'] });
     expect(key!.message).toMatch(/no item has the key "arc"; did you mean arch\? keys upstream offers: .*\barch\b.*\brelease\b/);
     expect(group).toMatchObject({ code: 'MM_FILTER_UNMATCHED', term: 'release=jammy & subarch=ga-24.04' });
     expect(group!.message).toContain('no item matches them all together');
     expect(report.warnings).toHaveLength(2);
+  });
+
+  it('still refuses to publish an empty tree when nothing at all is selected, with the warning that says why', async () => {
+    env = await makeEnv({ samples: ['stable-v3-download.json'] });
+    const { code, report } = await syncJson(await configFile(env, [['release=nobel']]));
+    expect(code).toBe(1);
+    expect(report.published).toBe(false);
+    expect(report.warnings.map((w) => w.term)).toEqual(['release=nobel']);
+    expect(report.failures.map((f) => f.code)).toEqual(['MM_MAAS_RULES']);
   });
 
   it('refuses "arch==amd64" at configuration load, saying what was meant', async () => {
