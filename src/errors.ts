@@ -304,3 +304,46 @@ export class ItemMissingError extends MirrorError {
 export class ExportError extends MirrorError {
   readonly code = 'MM_EXPORT';
 }
+/**
+ * A filter term (or contentIds pattern) that matches nothing the upstream offers: a warning, not a
+ * failure, since the rest of the selection is still good; almost always a typo that silently drops images.
+ */
+export class FilterUnmatchedWarning extends MirrorError {
+  readonly code = 'MM_FILTER_UNMATCHED';
+  constructor(
+    readonly source: string,
+    readonly term: string,
+    detail: string,
+  ) {
+    super(`source ${source}: filter ${JSON.stringify(term)} matches nothing upstream offers; ${detail}`);
+  }
+}
+
+/** Products the current snapshot publishes would be missing from the next one. */
+export class ProductDroppedWarning extends MirrorError {
+  readonly code = 'MM_PRODUCT_DROPPED';
+  constructor(
+    readonly source: string,
+    readonly products: readonly string[],
+    reason: string,
+  ) {
+    const named = products.length > 10 ? `${products.slice(0, 10).join(', ')} (and ${products.length - 10} more)` : products.join(', ');
+    super(
+      `source ${source}: ${products.length === 1 ? `product ${named} is` : `${products.length} products (${named}) are`} published now ` +
+        `but will not be in the new snapshot (${reason}); MAAS can no longer import ${products.length === 1 ? 'it' : 'them'} from this mirror. ` +
+        `If that is not intended, fix the filters and sync again`,
+    );
+  }
+}
+
+/** Checked before any download: a sync that cannot fit does not start filling the disk. */
+export class NotEnoughSpaceError extends MirrorError {
+  readonly code = 'MM_DISK_SPACE';
+  constructor(dir: string, needed: string, available: string, detail: string) {
+    super(
+      `not enough free space on the device holding ${dir}: this sync needs ${needed} (${detail}), ${available} is free; ` +
+        `nothing was downloaded and the current snapshot keeps serving. Free space (maas-mirror gc, fewer keepSnapshots ` +
+        `or maxVersions, narrower filters) or grow the file system, then sync again`,
+    );
+  }
+}

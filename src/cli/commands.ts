@@ -3,6 +3,7 @@ import { configPath, loadConfig, type Config } from '../config/load.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { runSync } from '../mirror/sync.js';
+import { checkSavedFilters } from '../mirror/saved-metadata.js';
 import { exportPublic, loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { collectGarbage } from '../store/gc.js';
@@ -31,6 +32,7 @@ export interface CommandContext {
     armor?: boolean;
     output?: string;
     since?: string;
+    source?: string;
     help?: boolean;
   };
   stdout: NodeJS.WriteStream;
@@ -208,8 +210,21 @@ const checkConfig: Command = async (ctx) => {
   ctx.stdout.write(
     JSON.stringify({ ...cfg, api: { token: cfg.api.token ? '[set]' : undefined } }, (k, v) => (v instanceof RegExp ? v.source : v), 1) + '\n',
   );
+  await reportSavedFilterCheck(ctx, cfg);
   return ExitCode.ok;
 };
+
+/** Filters that match nothing, judged by the metadata the last sync verified (no network): on stderr, so stdout stays the config. */
+async function reportSavedFilterCheck(ctx: CommandContext, cfg: Config): Promise<void> {
+  for (const c of await checkSavedFilters(cfg)) {
+    if (c.metadataOf === undefined) {
+      ctx.stderr.write(`source ${c.source}: filters not checked: no sync has saved its metadata yet ("maas-mirror list" reads the upstream)\n`);
+      continue;
+    }
+    ctx.stderr.write(`source ${c.source}: filters checked against the metadata the last sync verified (${c.metadataOf}): ${c.warnings.length === 0 ? 'each matches' : `${c.warnings.length} warning${c.warnings.length > 1 ? 's' : ''}`}\n`);
+    for (const w of c.warnings) ctx.stderr.write(`warning: ${w.code}: ${w.message}\n`);
+  }
+}
 
 export const commands: Record<string, Command> = {
   sync,
@@ -222,4 +237,5 @@ export const commands: Record<string, Command> = {
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
   export: async (ctx) => (await import('./export.js')).exportCommand(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),
+  list: async (ctx) => (await import('./list.js')).list(ctx),
 };

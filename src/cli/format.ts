@@ -17,7 +17,28 @@ export function printPlan(out: NodeJS.WritableStream, r: SyncReport): void {
     out.write(`${c.action} ${c.productId} ${c.version} (${formatBytes(c.bytes)})\n`);
   }
   out.write(`to fetch: ${r.plan.filesToFetch} files, ${formatBytes(r.plan.bytesToFetch)}\n`);
+  printSpace(out, r);
+  printWarnings(out, r);
   printFailures(out, r);
+}
+
+function printSpace(out: NodeJS.WritableStream, r: SyncReport): void {
+  const s = r.space;
+  if (!s) {
+    out.write('free space on dataDir: unknown (cannot measure its file system)\n');
+    return;
+  }
+  const resumed = s.resumable > 0 ? `, ${formatBytes(s.resumable)} of it already in partial files` : '';
+  out.write(
+    `free space on dataDir: ${formatBytes(s.available)}; needed: ${formatBytes(s.needed)} (${formatBytes(s.toFetch)} to fetch${resumed}, ` +
+      `${formatBytes(s.margin)} kept free for metadata): ${s.fits ? 'fits' : 'DOES NOT FIT, a sync would stop before downloading'}\n`,
+  );
+}
+
+function printWarnings(out: NodeJS.WritableStream, r: SyncReport): void {
+  if (r.warnings.length === 0) return;
+  out.write(`${r.warnings.length} warning${r.warnings.length > 1 ? 's' : ''}:\n`);
+  for (const w of r.warnings) out.write(`  [${w.source}] ${w.code}: ${w.message}\n`);
 }
 
 export function printReport(out: NodeJS.WritableStream, r: SyncReport): void {
@@ -30,6 +51,7 @@ export function printReport(out: NodeJS.WritableStream, r: SyncReport): void {
   if (r.gc && (r.gc.blobsRemoved > 0 || r.gc.snapshotsRemoved.length > 0)) {
     out.write(`  gc freed ${formatBytes(r.gc.bytesFreed)} in ${r.gc.blobsRemoved} blobs\n`);
   }
+  printWarnings(out, r);
   printFailures(out, r);
 }
 

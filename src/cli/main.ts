@@ -18,6 +18,8 @@ Commands:
   rollback [ID]              point "current" at an older snapshot (default: the previous one)
   export DIR [--since ID] [--json]
                              write the current snapshot to DIR (a USB disk) for an air-gapped site
+  list [--source NAME] [FILTER...] [--json]
+                             what the upstreams offer; S: the configuration selects it, H: held
   demo                       mirror a generated upstream on loopback and serve it
   check-config               validate the configuration and print it
 
@@ -39,6 +41,7 @@ const OPTIONS = {
   armor: { type: 'boolean' },
   output: { type: 'string', short: 'o' },
   since: { type: 'string' },
+  source: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 

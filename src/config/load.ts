@@ -52,7 +52,7 @@ export interface Config {
     readonly maxTransfers: number;
     readonly maxTransfersPerClient: number;
   };
-  readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number };
+  readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
   readonly api: { readonly token: string | undefined };
 }
 

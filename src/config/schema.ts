@@ -143,6 +143,8 @@ export const configSchema = z
         onStart: z.boolean().default(true),
         interval: duration('6h'),
         jitter: duration('10m'),
+        /** After a failed sync: first retry delay, doubling up to interval; 0 turns retries off. */
+        retry: duration('5m'),
       })
       .prefault({}),
     api: z

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
-import { MaasRulesError } from '../errors.js';
+import { MaasRulesError, NotEnoughSpaceError } from '../errors.js';
 import { BlobStore } from '../store/blobs.js';
 import { collectGarbage, readWanted, writeWanted, type GcReport } from '../store/gc.js';
 import { readHold } from '../store/hold.js';
@@ -10,7 +10,10 @@ import { Layout } from '../store/layout.js';
 import { acquireLock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
-import { buildModel } from './model.js';
+import { buildModel, type ContentBuild, type PublishModel } from './model.js';
+import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
+import { checkSpace, type SpaceCheck } from './space.js';
+import type { SourceMetadata } from './source.js';
 import { diffPlan } from './plan.js';
 import { readPublished, type Published } from './previous.js';
 import { SyncProgress } from './progress.js';
@@ -20,7 +23,7 @@ import { decidePublish } from './sync/decide.js';
 import { fetchMissing } from './sync/fetch.js';
 import { publishDecision } from './sync/publish-step.js';
 import { readSources, type SourcesRead } from './sync/read-sources.js';
-import { failureOf, type SourceReport, type SyncReport } from './sync/report.js';
+import { failureOf, type SourceReport, type SyncFailure, type SyncReport } from './sync/report.js';
 import { selectAll } from './sync/select-all.js';
 import { takeInventory } from './sync/inventory.js';
 
@@ -99,13 +102,16 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
   progress.setPhase('metadata');
   const previous = await readPublished(layout);
   const read = await readSources(run, previous);
+  const warnings = warnFilters(read.metas, run.log);
   const selection = selectAll(read.metas, previous);
   failures.list.push(...selection.failures);
   const inventory = await takeInventory(run.store, selection.builds, selection.wanted, previous);
   const { held, missing, bytesToFetch } = inventory;
+  const space = await checkSpace(layout, missing, metadataBytes(selection.builds));
 
   if (opts.dryRun) {
     const preview = buildModel({ builds: selection.builds, carried: read.carried, held: () => true }).model;
+    warnings.push(...warnDropped(previous, preview, read.metas, config, run.log));
     return {
       result: failures.list.length > 0 ? 'partial' : 'ok',
       snapshot: previous?.manifest.id,
@@ -114,6 +120,25 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
       plan: { changes: diffPlan(previous?.contents, preview.contents), filesToFetch: missing.length, bytesToFetch },
       downloaded: { files: 0, bytes: 0 },
       failures: failures.list,
+      warnings,
+      space,
+    };
+  }
+  const noRoom = spaceFailure(space, config.dataDir);
+  if (noRoom) {
+    // Before anything is written: the current snapshot, the state and the partial files stay as they were.
+    failures.add(noRoom);
+    run.log.error({ code: noRoom.code, needed: space?.needed, available: space?.available }, noRoom.message);
+    return {
+      result: 'failed',
+      snapshot: previous?.manifest.id,
+      published: false,
+      sources: [...read.failed, ...read.metas.map((m) => ({ name: m.source.name, result: 'failed' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
+      plan: { changes: [], filesToFetch: missing.length, bytesToFetch },
+      downloaded: { files: 0, bytes: 0 },
+      failures: failures.list,
+      warnings,
+      space,
     };
   }
   for (const m of read.metas) await new StateStore(layout, m.source.name).save(m.state);
@@ -129,9 +154,12 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
     carried: read.carried,
     held: (sha) => held.has(sha),
     checkedFingerprint: inventory.repaired ? undefined : previous?.manifest.fingerprint,
+    nothingToCheck: previous === undefined && read.failed.length > 0,
   });
-  reportRejections(run, tree);
-  const { snapshot, published } = await decideAndPublish(run, previous, tree, read, inventory.repaired, held);
+  reportRejections(run, tree, previous);
+  const { snapshot, published } = await decideAndPublish(run, previous, tree, read, inventory.repaired, held, (model) =>
+    warnings.push(...warnDropped(previous, model, read.metas, config, run.log)),
+  );
   for (const i of tree.incomplete) run.log.warn(i, 'version not published: some of its files are missing');
 
   const gc = await collect(run, published);
@@ -145,17 +173,19 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
     plan: { changes: diffPlan(previous?.contents, tree.model.contents), filesToFetch: missing.length, bytesToFetch },
     downloaded,
     failures: failures.list,
+    warnings,
+    space,
     gc,
   };
 }
 
-function reportRejections(run: SyncRun, tree: Assembled): void {
+function reportRejections(run: SyncRun, tree: Assembled, previous: Published | undefined): void {
   for (const r of tree.rejected) {
     const f = run.failures.add(failureOf(r.source, new MaasRulesError(`product ${r.productId} (${r.contentId}) left out`, r.problems)));
     run.log.error({ source: r.source, productId: r.productId, code: f.code }, f.message);
   }
   if (tree.treeProblems.length > 0) {
-    run.failures.report(run.log, 'publish', new MaasRulesError('the tree', tree.treeProblems), 'nothing published, the current snapshot stays');
+    run.failures.report(run.log, 'publish', new MaasRulesError('the tree', tree.treeProblems), `nothing published, ${stays(previous)}`);
   }
 }
 
@@ -167,11 +197,12 @@ async function decideAndPublish(
   read: SourcesRead,
   repaired: boolean,
   held: ReadonlySet<string>,
+  beforePublishing: (model: PublishModel) => void,
 ): Promise<{ snapshot: string | undefined; published: boolean }> {
   const { layout, config, log, failures } = run;
   // Loaded before deciding: a tree signed by another key than the one MAAS is given must be re-signed.
   const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey).catch((err: unknown) => {
-    failures.report(log, 'publish', err, 'the signing key cannot be loaded, the current snapshot stays');
+    failures.report(log, 'publish', err, `the signing key cannot be loaded, ${stays(previous)}`);
     return undefined;
   });
   const hold = await readHold(layout).catch((err: unknown) => {
@@ -198,7 +229,9 @@ async function decideAndPublish(
   });
   if (decision.note) log[decision.note.level](decision.note.fields ?? {}, decision.note.message);
   if (decision.action === 'keep' || !key) return { snapshot: previous?.manifest.id, published: false };
-  const out = await publishDecision(run, decision, key);
+  // Said before publishing, for upstream's tree (a held tree re-signed drops nothing).
+  if (decision.model === tree.model) beforePublishing(tree.model);
+  const out = await publishDecision(run, decision, key, stays(previous));
   return out.published ? out : { snapshot: previous?.manifest.id, published: false };
 }
 
@@ -226,4 +259,38 @@ function sourceResults(run: SyncRun, read: SourcesRead): SourceReport[] {
     run.hooks.onSourceDone?.(name, result, Date.now() - read.startedAt.get(name)!);
     return { name, result, requests: m.requests, changedDocuments: m.changedDocuments };
   });
+}
+
+/** Unmatched filter terms and contentIds of every source read, each logged. */
+function warnFilters(metas: readonly SourceMetadata[], log: Logger): SyncWarning[] {
+  const out = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents));
+  for (const w of out) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
+  return out;
+}
+
+/** Products the tree about to be published no longer lists, said before it is published. */
+function warnDropped(previous: Published | undefined, model: PublishModel, metas: readonly SourceMetadata[], config: Config, log: Logger): SyncWarning[] {
+  const out = droppedWarnings(previous, model, metas, config);
+  for (const w of out) log.warn({ source: w.source, code: w.code, products: w.products?.length }, w.message);
+  return out;
+}
+
+/** An upper bound of the metadata a publish writes, only computed when there is something to fetch. */
+function metadataBytes(builds: readonly ContentBuild[]): () => number {
+  return () => builds.reduce((n, b) => n + JSON.stringify(b.upstream).length, 0);
+}
+
+function spaceFailure(space: SpaceCheck | undefined, dataDir: string): SyncFailure | undefined {
+  if (!space || space.fits) return undefined;
+  const resumed = space.resumable > 0 ? `, ${formatSize(space.resumable)} of it already in partial files` : '';
+  const err = new NotEnoughSpaceError(dataDir, formatSize(space.needed), formatSize(space.available), `${formatSize(space.toFetch)} to fetch${resumed}, plus ${formatSize(space.margin)} kept free for metadata`);
+  return failureOf('disk', err);
+}
+
+function formatSize(n: number): string {
+  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`;
+}
+
+function stays(previous: Published | undefined): string {
+  return previous ? 'the current snapshot stays' : 'there is still no snapshot';
 }

@@ -3,6 +3,7 @@ import type { Config } from '../config/load.js';
 import { AbortedError, isMirrorError, LockedError, MirrorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SyncProgress } from '../mirror/progress.js';
+import type { SyncWarning } from '../mirror/selection-warnings.js';
 import { newSyncId, runSync, type SyncFailure, type SyncHooks, type SyncOptions, type SyncReport } from '../mirror/sync.js';
 import { syncHooks, type MirrorMetrics, type SyncRunResult } from './metrics.js';
 
@@ -19,6 +20,8 @@ export interface SyncRecord {
   readonly finishedAt: string;
   readonly durationMs: number;
   readonly failures: readonly SyncFailure[];
+  /** Filters matching nothing upstream, products dropped from the tree (see SyncWarning). */
+  readonly warnings: readonly SyncWarning[];
   /** The snapshot current after the sync; `published` says whether this sync made it. */
   readonly snapshot: string | null;
   readonly published: boolean;
@@ -119,6 +122,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         finishedAt: new Date().toISOString(),
         durationMs: Date.now() - Date.parse(info.startedAt),
         failures: [],
+        warnings: [],
         snapshot: null,
         published: false,
         downloaded: { files: 0, bytes: 0 },
@@ -203,6 +207,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         finishedAt: new Date().toISOString(),
         durationMs: Date.now() - started,
         failures: [],
+        warnings: [],
         snapshot: null,
         published: false,
         downloaded: { files: 0, bytes: 0 },
@@ -232,6 +237,7 @@ function fromReport(base: Pick<SyncRecord, 'id' | 'reason' | 'startedAt'>, r: Sy
     finishedAt: r.finishedAt,
     durationMs: r.durationMs,
     failures: r.failures,
+    warnings: r.warnings,
     snapshot: r.snapshot ?? null,
     published: r.published,
     downloaded: r.downloaded,

@@ -81,7 +81,9 @@ export function createOps(options: OpsOptions): Ops {
     schedule: () => options.config().schedule,
     job: async () => {
       const { done } = coordinator.start('schedule');
-      await done;
+      const record = await done;
+      // partial too: a source or some items did not come; a locked or aborted run is not the mirror's failure.
+      return { failed: record.result === 'failed' || record.result === 'partial' };
     },
     logger: options.logger,
     random: options.random,

@@ -35,6 +35,7 @@ dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 ul { margin: .25rem 0; padding-left: 1.2rem; }
 li { overflow-wrap: anywhere; }
 .failures li { color: var(--bad); }
+.warnings li { color: var(--warn); }
 ul.products { list-style: none; padding: 0; margin: .25rem 0 0; }
 ul.products li { padding: .35rem 0; border-bottom: 1px solid var(--line); font-size: .9rem; }
 @media (max-width: 30rem) { main { padding: .5rem; } section { padding: .6rem .7rem; } dl { grid-template-columns: 1fr; } dt { margin-top: .3rem; } }

@@ -38,6 +38,7 @@ function status(over: Partial<PublicStatus> = {}): PublicStatus {
     store: null,
     disk: null,
     snapshots: [],
+    warnings: [],
     ...over,
   };
 }
@@ -87,6 +88,7 @@ describe('renderStatusPage', () => {
         finishedAt: '2026-11-26T19:01:00.000Z',
         durationMs: 60_000,
         failures: [{ source: EVIL, code: 'MM_X', message: EVIL, path: EVIL }],
+        warnings: [],
         snapshot: EVIL,
         published: true,
         downloaded: { files: 1, bytes: 1 },

@@ -134,6 +134,7 @@ export function renderStatusPage(status: PublicStatus, urls: MirrorUrls): SafeHt
 <dt>Next sync</dt><dd>${status.nextSync ? fmtTime(status.nextSync) : 'not scheduled'}</dd>
 </dl>
 ${failures(status.lastSync)}
+${warnings(status)}
 </section>
 
 <section id="sources">
@@ -217,6 +218,11 @@ function failures(r: SyncRecord | null): SafeHtml | string {
     ...r.failures.slice(0, 50).map((f) => html`<li><code>${f.code}</code> ${f.source}: ${f.message}</li>`),
   ];
   return html`<h3>Failures</h3><ul class="failures">${items}</ul>${r.failures.length > 50 ? html`<p class="muted">and ${r.failures.length - 50} more (GET /api/v1/status)</p>` : ''}`;
+}
+
+function warnings(status: PublicStatus): SafeHtml | string {
+  if (status.warnings.length === 0) return '';
+  return html`<div id="warnings"><h3>Warnings</h3><ul class="warnings">${status.warnings.map((w) => html`<li><code>${w.code}</code> ${w.message}</li>`)}</ul></div>`;
 }
 
 function progressText(p: NonNullable<PublicStatus['running']>['progress']): string {

@@ -47,3 +47,13 @@ describe('filter groups', () => {
     expect(matchesGroups([], {})).toBe(true);
   });
 });
+
+describe('doubled operators', () => {
+  it('refuses "==", "!==", "=~" and "!=~", naming the filter meant', () => {
+    expect(() => parseFilter('arch==amd64')).toThrow('filter "arch==amd64": "==" is not an operator; did you mean "arch=amd64"?');
+    expect(() => parseFilter('arch!==amd64')).toThrow('did you mean "arch!=amd64"?');
+    expect(() => parseFilter('release=~^no')).toThrow('did you mean "release~^no"?');
+    expect(() => parseFilter('release!=~^no')).toThrow('did you mean "release!~^no"?');
+    expect(parseFilter('release~=x').value).toBe('=x');
+  });
+});

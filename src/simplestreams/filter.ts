@@ -32,6 +32,12 @@ export function parseFilter(text: string): ItemFilter {
     throw new FilterSyntaxError(text, 'expected key=value, key!=value, key~regex or key!~regex');
   }
   const [, key, op, value] = m as unknown as [string, string, FilterOp, string];
+  // "arch==amd64" would otherwise compare with the value "=amd64" and silently match nothing.
+  const doubled = (op === '=' || op === '!=') && /^[=~]/.exec(value)?.[0];
+  if (doubled) {
+    const fixed = `${key}${op === '=' ? (doubled === '=' ? '=' : '~') : doubled === '=' ? '!=' : '!~'}${value.slice(1)}`;
+    throw new FilterSyntaxError(text, `"${op}${doubled}" is not an operator; did you mean ${JSON.stringify(fixed)}?`);
+  }
   let test: (v: string) => boolean;
   if (op === '=' || op === '!=') {
     test = (v) => v === value;

@@ -1,15 +1,16 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, statfs, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { SyncProgress } from '../../src/mirror/progress.js';
 import type { SyncReport } from '../../src/mirror/sync.js';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { checkCurrent, cli, Gpgv, run, storeProblems, versionsIn, walkFiles, writeJsonConfig } from './helpers.js';
+import { blobNames, checkCurrent, cli, Gpgv, run, selectedFiles, storeProblems, versionsIn, walkFiles, writeJsonConfig } from './helpers.js';
 
 /**
- * A full disk: the dataDir is a 3 MiB tmpfs. A sync that runs out of space
+ * A full disk: the dataDir is a 3 MiB tmpfs. A sync that cannot fit stops
+ * before downloading (MM_DISK_SPACE); one that runs out of space anyway
  * says so (MM_DISK_FULL, and what to do), leaves no partial blob and no
  * half-written file of the failed items, and the snapshot from before keeps
  * serving; once there is room again, the next sync completes. Needs root
@@ -80,26 +81,75 @@ afterAll(async () => {
 });
 
 describe('a full disk', () => {
-  it('fails a sync that runs out of space while downloading with MM_DISK_FULL, keeps the old snapshot, completes once there is room', async () => {
+  it('stops a sync that cannot fit before downloading anything (MM_DISK_SPACE); dry-run shows the figures, partial files count', async () => {
     // A small selection that fits.
     const narrow = await env.sync({ config: env.config([{ filters: [['release=noble', 'arch=amd64']] }], { dataDir: mnt }) });
     expect(narrow.failures).toEqual([]);
     gpgv ??= await Gpgv.create(join(mnt!, 'keys', 'public.gpg'));
     const before = (await checkCurrent(mnt!, gpgv))!;
     expect(Object.keys(versionsIn(before.products.values()))).toEqual([NOBLE]);
+    const blobsBefore = await blobNames(mnt!);
 
     // Widened: four times as much, more than the device holds. As an operator runs it.
     const file = await writeJsonConfig(join(env.dir, 'disk.yaml'), configDoc(undefined));
+    const dry = await cli(['sync', '--dry-run', '--config', file]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^free space on dataDir: [\d.]+ [KM]iB; needed: [\d.]+ MiB \([\d.]+ MiB to fetch, [\d.]+ MiB kept free for metadata\): DOES NOT FIT, a sync would stop before downloading$/m);
+    const dryJson = JSON.parse((await cli(['sync', '--dry-run', '--json', '--config', file])).stdout) as SyncReport;
+    const free = (await statfs(mnt!)).bavail * (await statfs(mnt!)).bsize;
+    expect(dryJson.space).toMatchObject({ fits: false, available: free, toFetch: dryJson.plan.bytesToFetch, resumable: 0 });
+    expect(dryJson.space!.needed).toBeGreaterThan(free);
+
+    const requests = env.server.log.length;
     const failed = await cli(['sync', '--config', file, '--json']);
     expect(failed.code, failed.stderr).toBe(1);
-    // A report listing the items that did not fit, or (if what did fit made a product whole and
-    // publishing it hit the wall) the error that ended the run: either way, the disk, said plainly.
-    const out = JSON.parse(failed.stdout) as SyncReport | { error: { code: string; message: string } };
-    const failures = 'error' in out ? [out.error] : out.failures;
-    if (!('error' in out)) expect(out.result, failed.stdout).toBe('partial');
-    expect(failures.length).toBeGreaterThan(0);
-    for (const f of failures) {
-      expect(f.code, failed.stdout).toBe('MM_DISK_FULL');
+    const out = JSON.parse(failed.stdout) as SyncReport;
+    expect(out.result).toBe('failed');
+    expect(out.published).toBe(false);
+    expect(out.downloaded).toEqual({ files: 0, bytes: 0 });
+    expect(out.failures).toHaveLength(1);
+    expect(out.failures[0]!.code).toBe('MM_DISK_SPACE');
+    expect(out.failures[0]!.message).toMatch(
+      /^not enough free space on the device holding .+: this sync needs [\d.]+ MiB \([\d.]+ MiB to fetch, plus [\d.]+ MiB kept free for metadata\), [\d.]+ [KM]iB is free; nothing was downloaded/,
+    );
+    expect(failed.stderr).toContain('"code":"MM_DISK_SPACE"');
+    // Not one item was asked of upstream; nothing was written; the old snapshot is current.
+    expect(env.server.log.slice(requests).filter((r) => !r.path.startsWith('streams/'))).toEqual([]);
+    expect(await blobNames(mnt!)).toEqual(blobsBefore);
+    expect(await readdir(join(mnt!, 'partial')).catch(() => [])).toEqual([]);
+    expect((await checkCurrent(mnt!, gpgv))!.id).toBe(before.id);
+
+    // A partial file already there is counted as written.
+    const wanted = [...selectedFiles(env.upstream)].filter(([, f]) => !blobsBefore.has(f.sha256)).sort(([, a], [, b]) => b.size - a.size)[0]!;
+    await mkdir(join(mnt!, 'partial'), { recursive: true });
+    const part = join(mnt!, 'partial', `${wanted[1].sha256}.part`);
+    onTestFinished(() => unlink(part).catch(() => undefined));
+    await writeFile(part, (await readFile(join(env.upstream.dir, wanted[0]))).subarray(0, 300 * KiB));
+    const resumable = JSON.parse((await cli(['sync', '--dry-run', '--json', '--config', file])).stdout) as SyncReport;
+    expect(resumable.space!.resumable).toBe(300 * KiB);
+    expect(resumable.space!.needed).toBe(dryJson.space!.needed - 300 * KiB);
+  });
+
+  it('fails a sync that runs out of space while downloading with MM_DISK_FULL, keeps the old snapshot, completes once there is room', async () => {
+    // Room for the plan, taken by something else the moment downloads start.
+    await mount('16m', true);
+    const config = env.config([{}], { dataDir: mnt });
+    const before = (await checkCurrent(mnt!, gpgv!))!;
+    const filler = join(mnt!, 'filler');
+    const progress = new SyncProgress();
+    let filled = false;
+    progress.on('change', () => {
+      if (progress.phase === 'download' && !filled) {
+        filled = true;
+        fillDisk(filler);
+      }
+    });
+    const failed = await env.sync({ config, progress });
+    expect(filled).toBe(true);
+    expect(failed.result).toBe('partial');
+    expect(failed.failures.length).toBeGreaterThan(0);
+    for (const f of failed.failures) {
+      expect(f.code, JSON.stringify(f)).toBe('MM_DISK_FULL');
       expect(f.message).toMatch(DISK_FULL_MESSAGE);
     }
 
@@ -107,15 +157,16 @@ describe('a full disk', () => {
     expect((await storeProblems(mnt!)).problems).toEqual([]);
     expect(await readdir(join(mnt!, 'partial'))).toEqual([]);
     expect((await walkFiles(mnt!)).filter((f) => /\.tmp-|\.building-/.test(f))).toEqual([]);
-    // The old snapshot keeps serving (or a correct new one, made of what fitted).
-    const during = (await checkCurrent(mnt!, gpgv))!;
+    // The old snapshot keeps serving.
+    const during = (await checkCurrent(mnt!, gpgv!))!;
     expect(versionsIn(during.products.values())[NOBLE]).toEqual(versionsIn(before.products.values())[NOBLE]);
 
     // Room again: the next sync completes.
-    await mount('64m', true);
+    await unlink(filler);
+    const file = await writeJsonConfig(join(env.dir, 'disk.yaml'), configDoc(undefined));
     const again = await cli(['sync', '--config', file, '--json']);
     expect(again.code, again.stderr).toBe(0);
-    const after = (await checkCurrent(mnt!, gpgv))!;
+    const after = (await checkCurrent(mnt!, gpgv!))!;
     expect(Object.keys(versionsIn(after.products.values())).length).toBe(Object.keys(env.upstream.products.get(V3)!.products).length);
     expect((await storeProblems(mnt!)).problems).toEqual([]);
     expect(await readdir(join(mnt!, 'partial'))).toEqual([]);

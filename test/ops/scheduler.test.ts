@@ -149,4 +149,38 @@ describe('Scheduler', () => {
     expect(job).toHaveBeenCalledTimes(1);
     s.stop();
   });
+
+  it('retries a failed run after schedule.retry, doubling up to the interval, and keeps the cadence once one succeeds', async () => {
+    const outcomes: boolean[] = [true, true, true, true, true, false, false];
+    const starts: number[] = [];
+    const job = vi.fn(async () => {
+      starts.push(Date.now());
+      return { failed: outcomes.shift() ?? false };
+    });
+    const s = new Scheduler({ schedule: () => ({ onStart: true, interval: 60 * MIN, jitter: 0, retry: 5 * MIN }), job });
+    const t0 = Date.now();
+    s.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.nextRunAt!.getTime()).toBe(t0 + 5 * MIN);
+    await vi.advanceTimersByTimeAsync(400 * MIN);
+    // 5, 10, 20, 40 minutes after each failure, then the interval caps it; the success keeps the interval.
+    expect(starts.map((t) => (t - t0) / MIN)).toEqual([0, 5, 15, 35, 75, 135, 195, 255, 315, 375]);
+    s.stop();
+  });
+
+  it('does not retry with retry unset or periodic runs off', async () => {
+    const job = vi.fn(async () => ({ failed: true }));
+    const s = new Scheduler({ schedule: () => ({ onStart: true, interval: 60 * MIN, jitter: 0 }), job });
+    const t0 = Date.now();
+    s.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.nextRunAt!.getTime()).toBe(t0 + 60 * MIN);
+    s.stop();
+    const off = new Scheduler({ schedule: () => ({ onStart: true, interval: 0, jitter: 0, retry: MIN }), job });
+    off.start();
+    await vi.advanceTimersByTimeAsync(10 * MIN);
+    expect(off.nextRunAt).toBeUndefined();
+    expect(job).toHaveBeenCalledTimes(2);
+    off.stop();
+  });
 });

@@ -22,6 +22,11 @@ export interface AssembleInput {
   readonly held: (sha256: string) => boolean;
   /** The published tree's fingerprint, unless it must be republished anyway (a repaired file). */
   readonly checkedFingerprint?: string;
+  /**
+   * A first sync left with nothing because a source failed: there is no tree to hold against MAAS's
+   * rules, and blaming the filters ("widen it") would send the operator the wrong way.
+   */
+  readonly nothingToCheck?: boolean;
 }
 
 /**
@@ -32,7 +37,7 @@ export interface AssembleInput {
 export function assembleTree(input: AssembleInput): Assembled {
   const { builds, carried, held } = input;
   const first = buildModel({ builds, carried, held });
-  if (first.model.fingerprint === input.checkedFingerprint) return { ...first, rejected: [], treeProblems: [] };
+  if (first.model.fingerprint === input.checkedFingerprint || (input.nothingToCheck && first.model.contents.length === 0)) return { ...first, rejected: [], treeProblems: [] };
   let outcome = first;
   let problems = maasProblems(first.model);
   const rejected: Rejection[] = [];

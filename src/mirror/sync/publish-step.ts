@@ -19,6 +19,8 @@ export async function publishDecision(
   run: SyncRun,
   decision: Extract<Decision, { action: 'publish' }>,
   key: SigningKey,
+  /** What stays if this fails: "the current snapshot stays" or "there is still no snapshot". */
+  stays: string,
 ): Promise<PublishOutcome> {
   const { layout, log } = run;
   let snapshot: string | undefined;
@@ -36,7 +38,7 @@ export async function publishDecision(
     await run.hooks.onPublished?.(manifest.id);
   } catch (err) {
     // Nothing reachable changed (current still points at the old tree); say why and keep the downloads.
-    run.failures.report(log, 'publish', err, 'publishing failed, the current snapshot stays');
+    run.failures.report(log, 'publish', err, `publishing failed, ${stays}`);
   }
   return { snapshot, published: snapshot !== undefined };
 }

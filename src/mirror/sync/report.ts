@@ -1,6 +1,8 @@
 import { isMirrorError } from '../../errors.js';
 import type { GcReport } from '../../store/gc.js';
 import type { PlanChange } from '../plan.js';
+import type { SyncWarning } from '../selection-warnings.js';
+import type { SpaceCheck } from '../space.js';
 
 export type SourceResult = 'ok' | 'partial' | 'failed';
 
@@ -33,6 +35,10 @@ export interface SyncReport {
   readonly plan: { changes: PlanChange[]; filesToFetch: number; bytesToFetch: number };
   readonly downloaded: { files: number; bytes: number };
   readonly failures: SyncFailure[];
+  /** Nothing failed, but images may be missing unasked: filters matching nothing, products dropped. */
+  readonly warnings: SyncWarning[];
+  /** dataDir's free space against what the downloads need (absent when it cannot be measured). */
+  readonly space?: SpaceCheck;
   readonly gc?: GcReport;
 }
 
