@@ -50,7 +50,10 @@ export interface Config {
     readonly retries: number;
     readonly maxTransfers: number;
     readonly maxTransfersPerClient: number;
+    readonly firstAckTimeout: number;
+    readonly firstAckResends: number;
   };
+  readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number };
   readonly api: { readonly token: string | undefined };
 }
@@ -188,6 +191,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     download: { ...c.download },
     http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
+    boot: { forward: c.boot.forward },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
   };
