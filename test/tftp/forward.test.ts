@@ -7,7 +7,9 @@ import { tftpGet } from '../../src/tftp/client.js';
 import { TftpRemoteError } from '../../src/tftp/errors.js';
 import { FORWARD_MAX_BYTES, forwardingOpener } from '../../src/tftp/forward.js';
 import { TftpServer, openFromDirectory, type TransferEndEvent } from '../../src/tftp/index.js';
+import { startDaemon } from '../../src/cli/daemon.js';
 import { silentLogger } from '../../src/log.js';
+import { makeEnv } from '../helpers/env.js';
 import { makeTree, random, run, sha256, tmpOut, until } from './helpers.js';
 
 /**
@@ -183,5 +185,26 @@ describe('boot.forward to tftpd-hpa', () => {
     expect(full.ends.map((e) => e.result)).toEqual(['evicted', 'ok']);
     await new Promise((r) => setTimeout(r, TIMEOUT * (RETRIES + 1)));
     expect(asked).toBe(1);
+  });
+});
+
+describe('boot.forward in the daemon', () => {
+  it('relays from the address in its configuration, and only per-machine names', async () => {
+    const env = await makeEnv();
+    cleanups.push(() => env.close());
+    const daemon = await startDaemon({
+      config: env.config([{}], { schedule: { onStart: false, interval: '1h', jitter: '0s' }, boot: { forward: `127.0.0.1:${rackPort}` } }),
+      logger: silentLogger(),
+      httpListen: [{ host: '127.0.0.1', port: 0 }],
+      tftpListen: [{ host: '127.0.0.1', port: 0 }],
+      drainMs: 200,
+    });
+    cleanups.push(() => daemon.stop());
+    const port = daemon.tftpAddresses[0]!.port;
+    const out = await tmpOut();
+    cleanups.push(out.cleanup);
+    await run('tftp', ['127.0.0.1', String(port), '-m', 'binary', '-c', 'get', 'pxelinux.cfg/default', join(out.dir, 'default')]);
+    expect(await readFile(join(out.dir, 'default'))).toEqual(rackFiles['pxelinux.cfg/default']);
+    expect(await errorOf('other.cfg', port)).toBe(1);
   });
 });
