@@ -1,4 +1,5 @@
 import type { Socket, RemoteInfo } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { BlockSource } from './blocks.js';
 import type { TftpClient, TftpFile } from './files.js';
@@ -39,7 +40,10 @@ export interface ReadTransferOptions {
    * from a spoofed address must not hold a slot for 6 x 255 s.
    */
   readonly firstAckTimeoutMs: number;
-  /** Resends before the first ACK: an unanswered request draws 1 + this many packets, and no ERROR. */
+  /**
+   * Resends before the first ACK, spread over firstAckTimeoutMs: an unanswered
+   * request draws 1 + this many packets, and no ERROR.
+   */
   readonly firstAckResends: number;
   /** Options for the OACK; empty: no OACK, DATA 1 goes first. */
   readonly accepted: OptionList;
@@ -67,11 +71,13 @@ export class ReadTransfer {
   private retransmits = 0;
   /** Whether the client has acknowledged anything; until then the first-ACK budget applies. */
   private answered = false;
+  private readonly firstAckDeadline: number;
   private readonly source: BlockSource;
   private readonly packets: DataPackets;
   private timer: NodeJS.Timeout;
 
   constructor(private readonly o: ReadTransferOptions) {
+    this.firstAckDeadline = performance.now() + o.firstAckTimeoutMs;
     this.source = new BlockSource(o.file, o.blksize, o.netascii);
     this.packets = new DataPackets(o.blksize, o.windowsize);
     o.socket.on('message', (msg, rinfo) => {
@@ -263,12 +269,7 @@ export class ReadTransfer {
   private onTimeout(): void {
     if (this.phase === 'done') return;
     this.tries++;
-    if (!this.answered && this.phase !== 'loading' && this.tries > this.o.firstAckResends) {
-      // Debug only: a flood of spoofed requests would otherwise write a line per request.
-      this.o.logger.debug({ ms: this.o.firstAckTimeoutMs }, 'TFTP request never acknowledged; transfer dropped');
-      this.finish('timeout');
-      return;
-    }
+    if (!this.answered && this.phase !== 'loading' && this.onFirstAckTimeout()) return;
     if (this.tries > this.o.retries && this.phase === 'loading') {
       this.fail(new Error(`reading the file took more than ${this.o.retries + 1} timeouts`));
       return;
@@ -287,6 +288,25 @@ export class ReadTransfer {
     }
     // While loading there is nothing to resend; counting the tick still bounds a hung read.
     this.timer.refresh();
+  }
+
+  /**
+   * Before the first ACK: drops the transfer once the first-ACK budget is
+   * spent, or waits out the rest of it once the resends are. True when it
+   * did either; false to resend as usual.
+   */
+  private onFirstAckTimeout(): boolean {
+    const left = this.firstAckDeadline - performance.now();
+    if (left < 1) {
+      // Debug only: a flood of spoofed requests would otherwise write a line per request.
+      this.o.logger.debug({ ms: this.o.firstAckTimeoutMs }, 'TFTP request never acknowledged; transfer dropped');
+      this.finish('timeout');
+      return true;
+    }
+    if (this.tries <= this.o.firstAckResends) return false;
+    clearTimeout(this.timer);
+    this.timer = this.armTimer(left);
+    return true;
   }
 
   private fail(err: unknown, message = 'server error reading the file'): void {

@@ -105,8 +105,25 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
     expect(s.ends.map((e) => e.result)).toEqual(['timeout', 'timeout']);
   });
 
+  it('spends its resends early and then waits out the rest of tftp.firstAckTimeout silently', async () => {
+    const s = await fx.server({ timeoutMs: 200, firstAckTimeoutMs: 1500, firstAckResends: 1 });
+    const p = await fx.peer('127.0.0.45');
+    const t0 = Date.now();
+    p.send(HOSTILE_RRQ, s.port);
+    await until(() => s.server.activeTransfers === 1);
+    // Timers never fire early: at 800 ms the budget is not spent, whatever the load.
+    const early = await p.drain(Math.max(0, 800 - (Date.now() - t0)));
+    expect(early.map((r) => r.packet.op)).toEqual(['oack', 'oack']);
+    expect(s.server.activeTransfers).toBe(1);
+    await until(() => s.server.activeTransfers === 0, 8_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+    expect(await p.drain(300)).toEqual([]);
+    expect(s.ends.map((e) => e.result)).toEqual(['timeout']);
+  });
+
   it('evicts the oldest unacknowledged transfer rather than refuse a new client when full, and lets a client replace its own', async () => {
-    const s = await fx.server({ maxTransfers: 8, maxTransfersPerClient: 8 });
+    // A long first-ACK budget, so the hog's requests are still waiting however slow this machine is.
+    const s = await fx.server({ maxTransfers: 8, maxTransfersPerClient: 8, firstAckTimeoutMs: 60_000 });
     const hog = await fx.peer('127.0.0.50');
     for (let i = 0; i < 8; i++) hog.send(HOSTILE_RRQ, s.port);
     await until(() => s.server.activeTransfers === 8);
