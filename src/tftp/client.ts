@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RemoteInfo } from 'node:dgram';
+import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { TftpRemoteError } from './errors.js';
 import { createUdpSocket } from './udp.js';
@@ -60,6 +61,7 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
   const timeoutMs = o.timeoutMs ?? 1000;
   const retries = o.retries ?? 5;
   const started = performance.now();
+  const pinned = isIP(o.host) === 0 ? undefined : o.host;
 
   return new Promise<TftpGetResult>((resolve, reject) => {
     const hash = createHash('sha256');
@@ -133,6 +135,8 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
 
     function onMessage(msg: Buffer, rinfo: RemoteInfo): void {
       if (finished) return;
+      // Until the server's TID is known, only its address may answer: anyone else could inject a file.
+      if (!server && pinned !== undefined && rinfo.address !== pinned) return;
       if (server && (rinfo.port !== server.port || rinfo.address !== server.address)) {
         // A second server TID (a duplicated RRQ was answered twice): refuse it, as RFC 1350 says.
         socket.send(encodeError(ErrorCode.unknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
 import { TftpRemoteError } from '../../src/tftp/errors.js';
+import { encodeData } from '../../src/tftp/packet.js';
 import { FORWARD_MAX_BYTES, forwardingOpener } from '../../src/tftp/forward.js';
 import { TftpServer, openFromDirectory, type TransferEndEvent } from '../../src/tftp/index.js';
 import { startDaemon } from '../../src/cli/daemon.js';
@@ -167,6 +168,19 @@ describe('boot.forward to tftpd-hpa', () => {
     expect(lonely.server.activeTransfers).toBe(0);
     // Our request and our own retries, no more.
     expect(asked).toBe(RETRIES + 1);
+  });
+
+  it('takes no answer from any address but the rack’s', async () => {
+    // A "rack" that stays silent, and an impostor on another address that answers for it.
+    const dead = createSocket('udp4');
+    const impostor = createSocket('udp4');
+    await new Promise<void>((r) => dead.bind({ address: '127.0.0.1', port: 0 }, r));
+    await new Promise<void>((r) => impostor.bind({ address: '127.0.0.2', port: 0 }, r));
+    cleanups.push(() => new Promise<void>((r) => dead.close(() => r())));
+    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    dead.on('message', (_msg, rinfo) => impostor.send(encodeData(1, Buffer.from('DEFAULT evil\n')), rinfo.port, rinfo.address));
+    const lonely = await startOurs(dead.address().port);
+    expect(await errorOf('pxelinux.cfg/default', lonely.port)).toBe(0);
   });
 
   it('stops asking the rack when the waiting request is evicted for a new client', async () => {
