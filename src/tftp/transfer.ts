@@ -269,7 +269,10 @@ export class ReadTransfer {
   private onTimeout(): void {
     if (this.phase === 'done') return;
     this.tries++;
-    if (!this.answered && this.phase !== 'loading' && this.onFirstAckTimeout()) return;
+    if (!this.answered && this.phase !== 'loading') {
+      this.onFirstAckTimeout();
+      return;
+    }
     if (this.tries > this.o.retries && this.phase === 'loading') {
       this.fail(new Error(`reading the file took more than ${this.o.retries + 1} timeouts`));
       return;
@@ -279,6 +282,10 @@ export class ReadTransfer {
       this.abort('timed out waiting for the client', 'timeout');
       return;
     }
+    this.resend();
+  }
+
+  private resend(): void {
     if (this.phase === 'oack') {
       this.retransmits++;
       this.sendOack();
@@ -291,22 +298,23 @@ export class ReadTransfer {
   }
 
   /**
-   * Before the first ACK: drops the transfer once the first-ACK budget is
-   * spent, or waits out the rest of it once the resends are. True when it
-   * did either; false to resend as usual.
+   * Before the first ACK, its own budget instead of tftp.retries: resend while
+   * resends are left, then wait out the rest of the time silently, then drop
+   * the transfer without an ERROR (one more packet to a spoofed address is
+   * one more reflected).
    */
-  private onFirstAckTimeout(): boolean {
+  private onFirstAckTimeout(): void {
     const left = this.firstAckDeadline - performance.now();
     if (left < 1) {
       // Debug only: a flood of spoofed requests would otherwise write a line per request.
       this.o.logger.debug({ ms: this.o.firstAckTimeoutMs }, 'TFTP request never acknowledged; transfer dropped');
       this.finish('timeout');
-      return true;
+    } else if (this.tries <= this.o.firstAckResends) {
+      this.resend();
+    } else {
+      clearTimeout(this.timer);
+      this.timer = this.armTimer(left);
     }
-    if (this.tries <= this.o.firstAckResends) return false;
-    clearTimeout(this.timer);
-    this.timer = this.armTimer(left);
-    return true;
   }
 
   private fail(err: unknown, message = 'server error reading the file'): void {

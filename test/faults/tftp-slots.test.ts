@@ -121,6 +121,16 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
     expect(s.ends.map((e) => e.result)).toEqual(['timeout']);
   });
 
+  it('keeps to the first-ACK budget, not tftp.retries, before the first ACK: no ERROR however few retries', async () => {
+    const s = await fx.server({ timeoutMs: 100, retries: 1, firstAckTimeoutMs: 600, firstAckResends: 3 });
+    const p = await fx.peer('127.0.0.46');
+    p.send(encodeRequest('rrq', 'grubx64.efi', 'octet'), s.port);
+    await until(() => s.ends.length === 1, 8_000);
+    const drawn = await p.drain(300);
+    expect(drawn.map((r) => r.packet)).toEqual(Array(4).fill(expect.objectContaining({ op: 'data', block: 1 })));
+    expect(s.ends[0]).toMatchObject({ result: 'timeout', retransmits: 3 });
+  });
+
   it('evicts the oldest unacknowledged transfer rather than refuse a new client when full, and lets a client replace its own', async () => {
     // A long first-ACK budget, so the hog's requests are still waiting however slow this machine is.
     const s = await fx.server({ maxTransfers: 8, maxTransfersPerClient: 8, firstAckTimeoutMs: 60_000 });
