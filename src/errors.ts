@@ -347,3 +347,15 @@ export class NotEnoughSpaceError extends MirrorError {
     );
   }
 }
+/** A TFTP read relayed to `boot.forward` (a MAAS rack) got no usable answer. */
+export class TftpForwardError extends MirrorError {
+  readonly code = 'MM_TFTP_FORWARD';
+  constructor(rack: string, file: string, options?: { cause?: unknown }) {
+    const reason = options?.cause instanceof Error ? options.cause.message : 'no answer';
+    super(
+      `relaying TFTP read of ${JSON.stringify(file)} from ${rack} failed: ${reason}; ` +
+        'check that the TFTP server in boot.forward is up and reachable, or remove boot.forward',
+      options,
+    );
+  }
+}

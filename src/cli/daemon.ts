@@ -13,7 +13,7 @@ import { Layout } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 import { Namespace } from '../store/namespace.js';
 import { currentSnapshotId } from '../store/snapshots.js';
-import { TftpServer } from '../tftp/index.js';
+import { TftpServer, forwardingOpener } from '../tftp/index.js';
 import { namespaceOpener } from './tftp-open.js';
 
 export interface DaemonOptions {
@@ -86,16 +86,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let tftp: TftpServer | undefined;
   let tftpAddresses: Listen[] = [];
   if (config.tftp.enabled) {
+    const tftpLogger = logger.child({ component: 'tftp' });
+    const forward = config.boot.forward;
     tftp = new TftpServer({
       listen: opts.tftpListen ?? config.tftp.listen,
-      open: namespaceOpener(namespace),
+      open: forward
+        ? forwardingOpener(namespaceOpener(namespace), {
+            ...forward,
+            timeoutMs: config.tftp.timeout,
+            retries: config.tftp.retries,
+            logger: tftpLogger,
+          })
+        : namespaceOpener(namespace),
       maxBlksize: config.tftp.maxBlksize,
       maxWindowsize: config.tftp.maxWindowsize,
       timeoutMs: config.tftp.timeout,
       retries: config.tftp.retries,
       maxTransfers: config.tftp.maxTransfers,
       maxTransfersPerClient: config.tftp.maxTransfersPerClient,
-      logger: logger.child({ component: 'tftp' }),
+      firstAckTimeoutMs: config.tftp.firstAckTimeout,
+      firstAckResends: config.tftp.firstAckResends,
+      logger: tftpLogger,
     });
     try {
       tftpAddresses = await tftp.start();

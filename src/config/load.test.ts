@@ -162,3 +162,26 @@ describe('config: folder sources and the proxy', () => {
     expect(issuesOf(`${base}download: {proxy: "socks5://proxy:1080"}\n`)[0]!.path).toBe('download.proxy');
   });
 });
+describe('TFTP first-ACK budget and boot.forward', () => {
+  const base = 'dataDir: d\nsources: [{name: a, url: "http://x/", verify: false}]\n';
+
+  it('defaults to a 3 s first-ACK budget with 2 resends, and no forwarding', () => {
+    const c = parseConfig(base, '/c.yaml', {});
+    expect([c.tftp.firstAckTimeout, c.tftp.firstAckResends, c.boot.forward]).toEqual([3000, 2, undefined]);
+    expect(parseConfig(`${base}tftp: {firstAckTimeout: 10s, firstAckResends: 0}`, '/c.yaml', {}).tftp).toMatchObject({
+      firstAckTimeout: 10_000,
+      firstAckResends: 0,
+    });
+    expect(issuesOf(`${base}tftp: {firstAckTimeout: 5m}`)).toEqual([{ path: 'tftp.firstAckTimeout', message: expect.stringMatching(/at most 60s/) }]);
+  });
+
+  it('reads boot.forward as host, host:port or [v6]:port, port 69 when left out', () => {
+    const forward = (v: string) => parseConfig(`${base}boot: {forward: "${v}"}`, '/c.yaml', {}).boot.forward;
+    expect(forward('10.0.0.2')).toEqual({ host: '10.0.0.2', port: 69 });
+    expect(forward('rack.lan:6969')).toEqual({ host: 'rack.lan', port: 6969 });
+    expect(forward('[fd00::2]:69')).toEqual({ host: 'fd00::2', port: 69 });
+    for (const bad of ['69', '10.0.0.2:99999', 'rack lan']) {
+      expect(issuesOf(`${base}boot: {forward: "${bad}"}`)).toEqual([{ path: 'boot.forward', message: expect.stringMatching(/not a TFTP server address/) }]);
+    }
+  });
+});

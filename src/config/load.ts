@@ -51,8 +51,11 @@ export interface Config {
     readonly retries: number;
     readonly maxTransfers: number;
     readonly maxTransfersPerClient: number;
+    readonly firstAckTimeout: number;
+    readonly firstAckResends: number;
   };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
+  readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined };
   readonly api: { readonly token: string | undefined };
 }
 
@@ -189,6 +192,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     download: { ...c.download, proxy: c.download.proxy },
     http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
+    boot: { forward: c.boot.forward },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
   };

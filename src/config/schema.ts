@@ -66,6 +66,25 @@ export function isFolderUrl(v: string): boolean {
   return v.startsWith('/') || v.startsWith('file:');
 }
 
+/** A TFTP server to relay to: host, host:port or [v6]:port; port 69 when left out. */
+const forwardTarget = z.string().transform((v, ctx) => {
+  const target = parseForward(v);
+  if (!target) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a TFTP server address (e.g. "10.0.0.2" or "10.0.0.2:69")` });
+    return z.NEVER;
+  }
+  return target;
+});
+
+export function parseForward(v: string): { host: string; port: number } | undefined {
+  const bare = /^\[([0-9a-fA-F:.]+)\]$/.exec(v)?.[1] ?? (/^[0-9a-fA-F:.]*:[0-9a-fA-F:.]*$/.test(v) && v.includes('::') ? v : undefined);
+  if (bare !== undefined) return { host: bare, port: 69 };
+  if (/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(v) && !/^\d+$/.test(v)) return { host: v, port: 69 };
+  const l = parseListen(v);
+  if (!l || l.port === 0 || !/^[^:]*:\d+$|^\[/.test(v)) return undefined;
+  return l;
+}
+
 const source = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" or "-"'),
@@ -136,6 +155,16 @@ export const configSchema = z
         retries: z.number().int().min(1).max(50).default(5),
         maxTransfers: z.number().int().min(1).default(500),
         maxTransfersPerClient: z.number().int().min(1).default(16),
+        /** A transfer whose client has acknowledged nothing gives its slot up after this, whatever timeout it asked for. */
+        firstAckTimeout: duration('3s').pipe(z.number().min(100, 'must be at least 100ms').max(60_000, 'must be at most 60s')),
+        /** Resends before the first ACK: an unanswered request draws 1 + this many packets. */
+        firstAckResends: z.number().int().min(0).max(10).default(2),
+      })
+      .prefault({}),
+    boot: z
+      .strictObject({
+        /** A TFTP server (a MAAS rack) asked for the per-machine configs maas-mirror does not have. */
+        forward: forwardTarget.optional(),
       })
       .prefault({}),
     schedule: z

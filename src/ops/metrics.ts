@@ -22,6 +22,7 @@ export const TFTP_RESULTS = [
   'access_violation',
   'bad_request',
   'busy',
+  'evicted',
   'shutdown',
   'error',
 ] as const;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RemoteInfo } from 'node:dgram';
+import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { TftpRemoteError } from './errors.js';
 import { createUdpSocket } from './udp.js';
@@ -29,6 +30,12 @@ export interface TftpGetOptions {
   readonly localAddress?: string;
   /** Each payload in order, e.g. to keep the bytes. */
   readonly onData?: (data: Buffer) => void;
+  /** Gives up (ERROR 3 to the server) once the file, or the tsize it announces, exceeds this. */
+  readonly maxBytes?: number;
+  /** Gives up after this long in all, however steadily the server trickles. */
+  readonly deadlineMs?: number;
+  /** Gives up (ERROR 0 to the server) when aborted. */
+  readonly signal?: AbortSignal;
 }
 
 export interface TftpGetResult {
@@ -54,6 +61,7 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
   const timeoutMs = o.timeoutMs ?? 1000;
   const retries = o.retries ?? 5;
   const started = performance.now();
+  const pinned = isIP(o.host) === 0 ? undefined : o.host;
 
   return new Promise<TftpGetResult>((resolve, reject) => {
     const hash = createHash('sha256');
@@ -72,6 +80,16 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
     let lastSent = request;
 
     const timer = setTimeout(onTimeout, timeoutMs);
+    const deadline =
+      o.deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => giveUp(ErrorCode.undefined, `no complete answer within ${o.deadlineMs} ms`), o.deadlineMs);
+    const onAbort = () => giveUp(ErrorCode.undefined, 'request cancelled');
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const giveUp = (code: number, reason: string) => {
+      end(new Error(`TFTP read from ${o.host}:${o.port} abandoned: ${reason}`), encodeError(code, reason));
+    };
+    const tooBig = (n: number) => o.maxBytes !== undefined && n > o.maxBytes;
     const send = (buf: Buffer) => {
       lastSent = buf;
       socket.send(buf, server?.port ?? o.port, server?.address ?? o.host);
@@ -80,6 +98,8 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      clearTimeout(deadline);
+      o.signal?.removeEventListener('abort', onAbort);
       const close = () => {
         try {
           socket.close();
@@ -115,6 +135,8 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
 
     function onMessage(msg: Buffer, rinfo: RemoteInfo): void {
       if (finished) return;
+      // Until the server's TID is known, only its address may answer: anyone else could inject a file.
+      if (!server && pinned !== undefined && rinfo.address !== pinned) return;
       if (server && (rinfo.port !== server.port || rinfo.address !== server.address)) {
         // A second server TID (a duplicated RRQ was answered twice): refuse it, as RFC 1350 says.
         socket.send(encodeError(ErrorCode.unknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);
@@ -129,6 +151,10 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
       if (p.op === 'oack') {
         if (dataPackets > 0) return;
         options = Object.fromEntries(p.options);
+        if (tooBig(Number(options.tsize ?? 0))) {
+          giveUp(ErrorCode.diskFull, `file of ${options.tsize} bytes is over the ${o.maxBytes}-byte limit`);
+          return;
+        }
         blksize = Number(options.blksize ?? 512);
         windowsize = Number(options.windowsize ?? 1);
         tries = 0;
@@ -153,6 +179,10 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
       tries = 0;
       timer.refresh();
       bytes += p.data.length;
+      if (tooBig(bytes)) {
+        giveUp(ErrorCode.diskFull, `file is over the ${o.maxBytes}-byte limit`);
+        return;
+      }
       hash.update(p.data);
       o.onData?.(p.data);
       if (p.data.length < blksize) {
@@ -173,6 +203,12 @@ export function tftpGet(o: TftpGetOptions): Promise<TftpGetResult> {
       }
     });
     socket.on('error', (err) => end(err));
-    socket.bind({ port: 0, address: o.localAddress }, () => send(request));
+    if (o.signal?.aborted) {
+      end(new Error(`TFTP read from ${o.host}:${o.port} abandoned: request cancelled`));
+      return;
+    }
+    socket.bind({ port: 0, address: o.localAddress }, () => {
+      if (!finished) send(request);
+    });
   });
 }

@@ -21,8 +21,10 @@ export interface TftpClient {
  * Resolves a cleaned name (relative, "/"-separated, no "..") to an open file.
  * Return undefined for "no such file" (TFTP ERROR 1); throw TftpAccessError to
  * refuse (ERROR 2). Any other throw is logged and answered with ERROR 0.
+ * `signal` aborts when the server gives the request up before the open returns
+ * (shutdown, or its slot taken for a newer request): a slow open should stop.
  */
-export type TftpOpen = (name: string, client: TftpClient) => Promise<TftpFile | undefined>;
+export type TftpOpen = (name: string, client: TftpClient, signal?: AbortSignal) => Promise<TftpFile | undefined>;
 
 /**
  * Serves regular files under `root`. Symbolic links are followed only while

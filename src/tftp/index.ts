@@ -11,6 +11,8 @@ export type { TftpFile, TftpOpen, TftpClient } from './files.js';
 export { TftpBindError, TftpAccessError, TftpRemoteError } from './errors.js';
 export { cleanName } from './names.js';
 export { tftpGet } from './client.js';
+export { forwardingOpener, isForwardedName } from './forward.js';
+export type { ForwardOptions } from './forward.js';
 export type { TftpGetOptions, TftpGetResult } from './client.js';
 
 /** Server options from the `tftp` section of the configuration. */
@@ -24,6 +26,8 @@ export function tftpServerOptions(config: Config['tftp'], open: TftpOpen, logger
     retries: config.retries,
     maxTransfers: config.maxTransfers,
     maxTransfersPerClient: config.maxTransfersPerClient,
+    firstAckTimeoutMs: config.firstAckTimeout,
+    firstAckResends: config.firstAckResends,
     logger,
   };
 }

@@ -32,6 +32,13 @@ export interface TftpServerOptions {
   readonly maxTransfers?: number;
   /** Default 16. */
   readonly maxTransfersPerClient?: number;
+  /**
+   * How long a transfer may wait for its first ACK (of the OACK or DATA 1),
+   * whatever timeout the client asked for; default 3000.
+   */
+  readonly firstAckTimeoutMs?: number;
+  /** Resends within firstAckTimeoutMs; an unanswered request draws 1 + this many packets. Default 2. */
+  readonly firstAckResends?: number;
   readonly logger?: Logger;
 }
 
@@ -56,8 +63,10 @@ interface Slot {
   readonly started: number;
   file: string | undefined;
   transfer: ReadTransfer | undefined;
-  /** Set when stop() gave up on it while its file was still being opened. */
+  /** Set when stop() or an eviction gave up on it while its file was still being opened. */
   cancelled: boolean;
+  /** Aborts the open (a relayed read from another server) when the slot is given up. */
+  readonly opening: AbortController;
   released: boolean;
 }
 
@@ -72,7 +81,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   private readonly opts: Required<TftpServerOptions>;
   private readonly sockets: { socket: Socket; host: string; type: SocketType }[] = [];
   private readonly slots = new Set<Slot>();
-  private readonly perClient = new Map<string, number>();
+  /** Each client address's slots, oldest first. */
+  private readonly byClient = new Map<string, Set<Slot>>();
   private sent = 0;
   private stopping = false;
   private busyLogged = 0;
@@ -89,6 +99,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       retries: options.retries ?? 5,
       maxTransfers: options.maxTransfers ?? 500,
       maxTransfersPerClient: options.maxTransfersPerClient ?? 16,
+      firstAckTimeoutMs: options.firstAckTimeoutMs ?? 3000,
+      firstAckResends: options.firstAckResends ?? 2,
       logger: options.logger ?? silentLogger(),
     };
   }
@@ -150,8 +162,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       if (slot.transfer) {
         slot.transfer.abort('server shutting down', 'shutdown');
       } else {
-        slot.cancelled = true;
-        this.release(slot, 'shutdown', 0, 0);
+        this.cancel(slot, 'shutdown');
       }
     }
   }
@@ -210,16 +221,13 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       this.emitEnd('bad_request', name, client, started);
       return;
     }
-    const fromClient = this.perClient.get(client.address) ?? 0;
-    if (this.slots.size >= this.opts.maxTransfers || fromClient >= this.opts.maxTransfersPerClient) {
+    const slot = this.admit(client, name, started);
+    if (!slot) {
       reply(ErrorCode.undefined, 'server busy, try again later');
-      this.logBusy(client, fromClient);
+      this.logBusy(client, this.byClient.get(client.address)?.size ?? 0);
       this.emitEnd('busy', name, client, started);
       return;
     }
-    const slot: Slot = { client, started, file: name, transfer: undefined, cancelled: false, released: false };
-    this.slots.add(slot);
-    this.perClient.set(client.address, fromClient + 1);
     this.serve(slot, packet, host, type, reply).catch((err: unknown) => {
       this.opts.logger.error({ err }, 'TFTP request handling failed');
       // A started transfer owns socket, file and timer: aborting it frees them all and releases the slot.
@@ -238,8 +246,9 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     const name = slot.file ?? '';
     let file: TftpFile | undefined;
     try {
-      file = await this.opts.open(name, slot.client);
+      file = await this.opts.open(name, slot.client, slot.opening.signal);
     } catch (err) {
+      if (slot.cancelled) return;
       if (err instanceof TftpAccessError) {
         reply(ErrorCode.accessViolation, 'access violation');
         this.opts.logger.info({ client: slot.client.address, file: name, reason: err.message }, 'TFTP request refused');
@@ -295,6 +304,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         windowsize: n.windowsize,
         timeoutMs: n.timeoutMs ?? this.opts.timeoutMs,
         retries: this.opts.retries,
+        firstAckTimeoutMs: this.opts.firstAckTimeoutMs,
+        firstAckResends: this.opts.firstAckResends,
         accepted: n.accepted,
         logger,
         onSent: (bytes) => {
@@ -319,13 +330,58 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     slot.transfer.start();
   }
 
+  /**
+   * A slot for a new request, or undefined when the limits are reached and no
+   * slot can be freed. Transfers the client never acknowledged are given up
+   * first (oldest first): an unacknowledged request costs its sender nothing,
+   * so it must not be able to keep a real client out. A client at its own cap
+   * replaces its oldest unacknowledged request (a firmware retrying an RRQ).
+   */
+  private admit(client: TftpClient, file: string, started: number): Slot | undefined {
+    let mine = this.byClient.get(client.address);
+    if (mine && mine.size >= this.opts.maxTransfersPerClient && !this.evictOldestPending(mine)) return undefined;
+    if (this.slots.size >= this.opts.maxTransfers && !this.evictOldestPending(this.slots)) return undefined;
+    const slot: Slot = {
+      client,
+      started,
+      file,
+      transfer: undefined,
+      cancelled: false,
+      released: false,
+      opening: new AbortController(),
+    };
+    this.slots.add(slot);
+    mine = this.byClient.get(client.address);
+    if (!mine) this.byClient.set(client.address, (mine = new Set()));
+    mine.add(slot);
+    return slot;
+  }
+
+  /** Ends the oldest unacknowledged transfer among `slots`; false when every one is acknowledged. */
+  private evictOldestPending(slots: Set<Slot>): boolean {
+    for (const slot of slots) {
+      if (!isPending(slot)) continue;
+      if (slot.transfer) slot.transfer.evict();
+      else this.cancel(slot, 'evicted');
+      return true;
+    }
+    return false;
+  }
+
+  /** Gives up a slot whose file is still being opened; serve() closes the file when the open returns. */
+  private cancel(slot: Slot, result: TransferResult): void {
+    slot.cancelled = true;
+    slot.opening.abort();
+    this.release(slot, result, 0, 0);
+  }
+
   private release(slot: Slot, result: TransferResult, bytes: number, retransmits: number): void {
     if (slot.released) return;
     slot.released = true;
     this.slots.delete(slot);
-    const left = (this.perClient.get(slot.client.address) ?? 1) - 1;
-    if (left > 0) this.perClient.set(slot.client.address, left);
-    else this.perClient.delete(slot.client.address);
+    const mine = this.byClient.get(slot.client.address);
+    mine?.delete(slot);
+    if (mine?.size === 0) this.byClient.delete(slot.client.address);
     this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits);
   }
 
@@ -366,6 +422,11 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     this.busyLogged = now;
     this.busySuppressed = 0;
   }
+}
+
+/** Not yet acknowledged by its client: still opening its file, or waiting for the first ACK. */
+function isPending(slot: Slot): boolean {
+  return slot.transfer === undefined || !slot.transfer.acknowledged;
 }
 
 /** A reply may race with stop() closing the socket; a lost reply is then fine, a throw is not. */

@@ -1,4 +1,5 @@
 import type { Socket, RemoteInfo } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { BlockSource } from './blocks.js';
 import type { TftpClient, TftpFile } from './files.js';
@@ -13,6 +14,7 @@ export type TransferResult =
   | 'access_violation'
   | 'bad_request'
   | 'busy'
+  | 'evicted'
   | 'shutdown'
   | 'error';
 
@@ -32,6 +34,17 @@ export interface ReadTransferOptions {
   readonly windowsize: number;
   readonly timeoutMs: number;
   readonly retries: number;
+  /**
+   * Until the client acknowledges anything (ACK of the OACK or of DATA 1), the
+   * transfer gives up after this long whatever timeout it negotiated: an RRQ
+   * from a spoofed address must not hold a slot for 6 x 255 s.
+   */
+  readonly firstAckTimeoutMs: number;
+  /**
+   * Resends before the first ACK, spread over firstAckTimeoutMs: an unanswered
+   * request draws 1 + this many packets, and no ERROR.
+   */
+  readonly firstAckResends: number;
   /** Options for the OACK; empty: no OACK, DATA 1 goes first. */
   readonly accepted: OptionList;
   readonly logger: Logger;
@@ -56,11 +69,15 @@ export class ReadTransfer {
   private windowEnd = 0;
   private tries = 0;
   private retransmits = 0;
+  /** Whether the client has acknowledged anything; until then the first-ACK budget applies. */
+  private answered = false;
+  private readonly firstAckDeadline: number;
   private readonly source: BlockSource;
   private readonly packets: DataPackets;
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
 
   constructor(private readonly o: ReadTransferOptions) {
+    this.firstAckDeadline = performance.now() + o.firstAckTimeoutMs;
     this.source = new BlockSource(o.file, o.blksize, o.netascii);
     this.packets = new DataPackets(o.blksize, o.windowsize);
     o.socket.on('message', (msg, rinfo) => {
@@ -71,17 +88,14 @@ export class ReadTransfer {
         this.fail(err);
       }
     });
-    // Send errors (ICMP unreachable, ENOBUFS) are recovered by retransmission or end in a timeout.
-    o.socket.on('error', (err) => this.o.logger.debug({ err }, 'TFTP transfer socket error'));
+    o.socket.on('error', (err) => this.onSocketError(err));
     // Last, so a constructor that throws leaves no timer behind.
-    this.timer = setTimeout(() => {
-      // A throw here would be an uncaught exception in a timer, which ends the process.
-      try {
-        this.onTimeout();
-      } catch (err) {
-        this.fail(err, 'server error sending');
-      }
-    }, o.timeoutMs);
+    this.timer = this.armTimer(this.firstAckIntervalMs());
+  }
+
+  /** False until the client acknowledged the OACK or a DATA block: such a transfer may be evicted. */
+  get acknowledged(): boolean {
+    return this.answered;
   }
 
   /** Sends the OACK or the first window. Never throws: a failure ends the transfer as an error. */
@@ -101,6 +115,53 @@ export class ReadTransfer {
   /** Ends the transfer now, telling the client why. */
   abort(message: string, result: TransferResult): void {
     this.finish(result, encodeError(ErrorCode.undefined, message));
+  }
+
+  /**
+   * Ends a transfer the client never acknowledged, to give its slot to a new
+   * request. Silently: the request may have come from a spoofed address, and
+   * one more packet to it is one more reflected.
+   */
+  evict(): void {
+    this.o.logger.debug({}, 'TFTP unacknowledged transfer evicted for a new request');
+    this.finish('evicted');
+  }
+
+  private armTimer(ms: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      // A throw here would be an uncaught exception in a timer, which ends the process.
+      try {
+        this.onTimeout();
+      } catch (err) {
+        this.fail(err, 'server error sending');
+      }
+    }, ms);
+  }
+
+  /** The resend interval before the first ACK: the first-ACK budget spread over its resends. */
+  private firstAckIntervalMs(): number {
+    const spread = Math.floor(this.o.firstAckTimeoutMs / (this.o.firstAckResends + 1));
+    return Math.max(1, Math.min(this.o.timeoutMs, spread));
+  }
+
+  /** The first ACK switches from the first-ACK budget to the negotiated timeout and retries. */
+  private markAnswered(): void {
+    if (this.answered) return;
+    this.answered = true;
+    clearTimeout(this.timer);
+    this.timer = this.armTimer(this.o.timeoutMs);
+  }
+
+  private onSocketError(err: Error): void {
+    // The connected socket reports an ICMP port unreachable as ECONNREFUSED: the client closed its
+    // port (gone, or restarted with a new request). Resending for another 5 timeouts helps no one.
+    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED' && this.phase !== 'done') {
+      this.o.logger.info({ block: this.acked }, 'TFTP client port closed (ICMP port unreachable); transfer ended');
+      this.finish('aborted_by_client');
+      return;
+    }
+    // Other send errors (ENOBUFS, host unreachable) are recovered by retransmission or end in a timeout.
+    this.o.logger.debug({ err }, 'TFTP transfer socket error');
   }
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
@@ -129,6 +190,7 @@ export class ReadTransfer {
   private onAck(wire: number): void {
     if (this.phase === 'oack') {
       if (wire === 0) {
+        this.markAnswered();
         this.phase = 'data';
         // The OACK's resends are spent; the first window gets all its retries, even if it must be read first.
         this.tries = 0;
@@ -140,6 +202,7 @@ export class ReadTransfer {
     const delta = (wire - this.acked) & 0xffff;
     // delta 0 is a duplicate; beyond the window is stale (an older wrap): neither triggers a send.
     if (delta === 0 || this.acked + delta > this.windowEnd) return;
+    this.markAnswered();
     this.acked += delta;
     // Progress: the timeouts of the old window must not count against the next, which may still
     // have to be read from disk (the loading phase) before sendNext() would reset this.
@@ -206,6 +269,10 @@ export class ReadTransfer {
   private onTimeout(): void {
     if (this.phase === 'done') return;
     this.tries++;
+    if (!this.answered && this.phase !== 'loading') {
+      this.onFirstAckTimeout();
+      return;
+    }
     if (this.tries > this.o.retries && this.phase === 'loading') {
       this.fail(new Error(`reading the file took more than ${this.o.retries + 1} timeouts`));
       return;
@@ -215,6 +282,10 @@ export class ReadTransfer {
       this.abort('timed out waiting for the client', 'timeout');
       return;
     }
+    this.resend();
+  }
+
+  private resend(): void {
     if (this.phase === 'oack') {
       this.retransmits++;
       this.sendOack();
@@ -224,6 +295,26 @@ export class ReadTransfer {
     }
     // While loading there is nothing to resend; counting the tick still bounds a hung read.
     this.timer.refresh();
+  }
+
+  /**
+   * Before the first ACK, its own budget instead of tftp.retries: resend while
+   * resends are left, then wait out the rest of the time silently, then drop
+   * the transfer without an ERROR (one more packet to a spoofed address is
+   * one more reflected).
+   */
+  private onFirstAckTimeout(): void {
+    const left = this.firstAckDeadline - performance.now();
+    if (left < 1) {
+      // Debug only: a flood of spoofed requests would otherwise write a line per request.
+      this.o.logger.debug({ ms: this.o.firstAckTimeoutMs }, 'TFTP request never acknowledged; transfer dropped');
+      this.finish('timeout');
+    } else if (this.tries <= this.o.firstAckResends) {
+      this.resend();
+    } else {
+      clearTimeout(this.timer);
+      this.timer = this.armTimer(left);
+    }
   }
 
   private fail(err: unknown, message = 'server error reading the file'): void {

@@ -117,6 +117,8 @@ describe('ReadTransfer whose sends fail', () => {
       windowsize: 1,
       timeoutMs,
       retries: 5,
+      firstAckTimeoutMs: 3000,
+      firstAckResends: 2,
       accepted: [['blksize', '512']],
       logger: silentLogger(),
       onSent: () => undefined,

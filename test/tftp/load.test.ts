@@ -29,11 +29,17 @@ describe('concurrency', () => {
 });
 
 describe('limits', () => {
-  /** Starts a transfer and leaves it waiting for ACK 1; returns its TID. */
+  /**
+   * Starts a transfer, acknowledges DATA 1 and leaves it waiting for ACK 2;
+   * returns its TID. Acknowledged, it is a client's real transfer, which no new
+   * request may evict.
+   */
   async function stall(p: UdpPeer, port: number): Promise<number> {
     p.send(encodeRequest('rrq', 'item.bin', 'octet'), port);
     const r = await p.recv();
     expect(r.packet).toMatchObject({ op: 'data', block: 1 });
+    p.send(encodeAck(1), r.rinfo.port);
+    expect((await p.recv()).packet).toMatchObject({ op: 'data', block: 2 });
     return r.rinfo.port;
   }
 
