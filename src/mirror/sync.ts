@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
+import { AbortedError, isMirrorError, MaasRulesError, REPORT_CODES } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
@@ -155,7 +155,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         if (owner) {
           failures.push({
             source: meta.source.name,
-            code: 'MM_CONTENT_CONFLICT',
+            code: REPORT_CODES.contentConflict,
             message: `content id ${content.contentId} comes from sources ${owner} and ${meta.source.name}; one published index cannot hold both. Narrow one source's contentIds`,
           });
           continue;
@@ -163,7 +163,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         contentOwner.set(content.contentId, meta.source.name);
         const sel = selectContent(meta.source, content);
         for (const p of sel.problems) {
-          failures.push({ source: meta.source.name, code: 'MM_METADATA_INVALID', message: p.message, path: p.path });
+          failures.push({ source: meta.source.name, code: REPORT_CODES.metadataInvalid, message: p.message, path: p.path });
         }
         const versions = sel.versions.filter((v) =>
           v.files.every((f) => {
@@ -171,7 +171,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
             if (owner && owner.sha256 !== f.sha256) {
               failures.push({
                 source: meta.source.name,
-                code: 'MM_PATH_CONFLICT',
+                code: REPORT_CODES.pathConflict,
                 message: `${f.path} is published by source ${owner.source} with other content; ${v.productId} ${v.version} of ${meta.source.name} left out`,
                 path: f.path,
               });
@@ -430,7 +430,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
 
 function failureOf(source: string, err: unknown): SyncFailure {
   if (isMirrorError(err)) return { source, code: err.code, message: err.message };
-  return { source, code: 'MM_INTERNAL', message: errMessage(err) };
+  return { source, code: REPORT_CODES.internal, message: errMessage(err) };
 }
 
 function errMessage(err: unknown): string {
