@@ -11,6 +11,20 @@ import { createFileHandler } from './handler.js';
 import { HotAnswers } from './hot.js';
 import { createPullThroughHandler, type PullThrough, type PullThroughSource } from './pull-through.js';
 
+/*
+ * Two stacks, on purpose (this is the one place that says why). Files (the
+ * tree, hash paths, bootloaders, keyrings) are nearly every request a MAAS
+ * rack makes and are served by the file handler on node's own req/res:
+ * express's router, request/response prototypes and middleware chain cost
+ * about five times a cached metadata answer (measured, BENCHMARKS.md).
+ * The few ops routes (/api, /, /status.json, /metrics, /livez, /readyz)
+ * want routing, JSON bodies and middleware, and are rare: express serves
+ * them. Both sides share what must be one: the access log (AccessLog), the
+ * error writer (sendError in errors.ts) and the connection bounds
+ * (server.ts). createHttpApp is the express app with the file handler as
+ * its catch-all, so the same app serves everything when mounted alone.
+ */
+
 /** Requests under this prefix go through express (and the `routes` hook) on the listening server. */
 export const ROUTES_PREFIX = '/api';
 
