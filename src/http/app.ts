@@ -16,7 +16,7 @@ import { createPullThroughHandler, type PullThrough, type PullThroughSource } fr
  * tree, hash paths, bootloaders, keyrings) are nearly every request a MAAS
  * rack makes and are served by the file handler on node's own req/res:
  * express's router, request/response prototypes and middleware chain cost
- * about five times a cached metadata answer (measured, BENCHMARKS.md).
+ * about five times a cached metadata answer (measured).
  * The few ops routes (/api, /, /status.json, /metrics, /livez, /readyz)
  * want routing, JSON bodies and middleware, and are rare: express serves
  * them. Both sides share what must be one: the access log (AccessLog), the
