@@ -123,6 +123,7 @@ describe('pull-through failures', () => {
     const backingOff = await wave();
     expect(backingOff.map((r) => r.status)).toEqual(Array(10).fill(503));
     expect(Number(backingOff[0]!.retryAfter)).toBeGreaterThan(0);
+    expect(Number(backingOff[0]!.retryAfter)).toBeLessThanOrEqual(3);
     expect(JSON.parse(backingOff[0]!.text)).toMatchObject({ code: 'MM_UPSTREAM_UNAVAILABLE' });
     expect(backingOff[0]!.text).toMatch(/upstream bytes are wrong/);
     expect(env!.server.requests(item.path)).toHaveLength(1);
@@ -130,8 +131,10 @@ describe('pull-through failures', () => {
     // The window is over: one more transfer, then a window twice as long.
     await sleep(Math.max(0, firstDone + 3200 - Date.now()));
     await wave();
-    await wave();
+    const doubled = await wave();
     expect(env!.server.requests(item.path)).toHaveLength(2);
+    expect(doubled.map((r) => r.status)).toEqual(Array(10).fill(503));
+    expect(Number(doubled[0]!.retryAfter)).toBeGreaterThan(3);
     expect(bytes).toBe(2 * item.size);
     expect(await store.has(item.sha256)).toBe(false);
     console.log(`corrupt upstream: 40 requests fetched ${bytes} bytes (${bytes / item.size} transfers of ${item.size})`);
