@@ -3,7 +3,9 @@ import type { ManifestFile } from './store/manifest.js';
 /**
  * The one registry of failures. Every error the mirror raises on purpose is a
  * subclass of MirrorError with a stable `code` (for logs, JSON output and
- * alerts) and a message that tells the operator what to do next.
+ * alerts), the HTTP status it answers with when a request meets it, and a
+ * message that tells the operator what to do next. README's "Errors" table
+ * lists every code (test/http/error-registry.test.ts keeps both in step).
  */
 
 export const ExitCode = {
@@ -17,6 +19,10 @@ export abstract class MirrorError extends Error {
   abstract readonly code: string;
   /** Process exit code when this error ends a CLI command. */
   readonly exitCode: number = ExitCode.failed;
+  /** HTTP status when a request meets this error; 500 unless the class says otherwise. */
+  readonly statusCode: number = 500;
+  /** Seconds a client should wait before asking again (Retry-After), when that is known. */
+  readonly retryAfterSeconds: number | undefined = undefined;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -53,6 +59,7 @@ export class ConfigError extends MirrorError {
 
 export class UsageError extends MirrorError {
   readonly code = 'MM_USAGE';
+  override readonly statusCode = 400;
   override readonly exitCode = ExitCode.usage;
 }
 
@@ -138,6 +145,7 @@ export class MetadataTooLargeError extends MirrorError {
 
 export class UnsafePathError extends MirrorError {
   readonly code = 'MM_UNSAFE_PATH';
+  override readonly statusCode = 400;
   constructor(
     readonly path: string,
     where: string,
@@ -205,6 +213,7 @@ export class DiskFullError extends MirrorError {
 
 export class NotFoundError extends MirrorError {
   readonly code = 'MM_NOT_FOUND';
+  override readonly statusCode = 404;
 }
 
 export class AbortedError extends MirrorError {
@@ -218,6 +227,7 @@ export class AbortedError extends MirrorError {
 
 export class AmbiguousHashError extends MirrorError {
   readonly code = 'MM_HASH_AMBIGUOUS';
+  override readonly statusCode = 409;
   constructor(
     readonly prefix: string,
     readonly candidates: readonly string[],
@@ -234,6 +244,7 @@ export class AmbiguousHashError extends MirrorError {
 
 export class NotHeldError extends MirrorError {
   readonly code = 'MM_NOT_HELD';
+  override readonly statusCode = 503;
   constructor(readonly file: ManifestFile & { readonly path: string }) {
     super(
       `${file.path} is listed by the current snapshot but not yet held; pull-through not available ` +
@@ -244,6 +255,7 @@ export class NotHeldError extends MirrorError {
 
 export class NoSnapshotError extends MirrorError {
   readonly code = 'MM_NO_SNAPSHOT';
+  override readonly statusCode = 503;
   constructor(what = 'snapshot') {
     super(`no ${what} has been published yet; run "maas-mirror sync" and try again`);
   }
@@ -251,8 +263,13 @@ export class NoSnapshotError extends MirrorError {
 
 export class MethodNotAllowedError extends MirrorError {
   readonly code = 'MM_METHOD_NOT_ALLOWED';
-  constructor(method: string) {
-    super(`${method} is not served here: this mirror is read-only, use GET or HEAD`);
+  override readonly statusCode = 405;
+  constructor(
+    method: string,
+    /** The Allow header's value. */
+    readonly allow = 'GET, HEAD',
+  ) {
+    super(allow === 'GET, HEAD' ? `${method} is not served here: this mirror is read-only, use GET or HEAD` : `${method} is not allowed here; use ${allow}`);
   }
 }
 
@@ -359,3 +376,177 @@ export class TftpForwardError extends MirrorError {
     );
   }
 }
+// Classes that used to live beside their callers (re-exported there under the same names).
+
+/** A sync was asked for while another runs (API: POST /api/v1/sync). */
+export class SyncRunningError extends MirrorError {
+  readonly code = 'MM_SYNC_RUNNING';
+  override readonly statusCode = 409;
+  constructor(readonly running: string) {
+    super(`sync ${running} is already running; wait for it to end (GET /api/v1/status), then ask again`);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), running: this.running };
+  }
+}
+
+export class ShuttingDownError extends MirrorError {
+  readonly code = 'MM_SHUTTING_DOWN';
+  override readonly statusCode = 503;
+  constructor() {
+    super('the daemon is shutting down and starts no more syncs');
+  }
+}
+
+export class SigningKeyError extends MirrorError {
+  readonly code = 'MM_SIGNING_KEY';
+}
+
+/** A bad `filters` expression (sstream-mirror's filter language) in the configuration or on the command line. */
+export class FilterSyntaxError extends MirrorError {
+  readonly code = 'MM_FILTER_SYNTAX';
+  override readonly exitCode = ExitCode.usage;
+  override readonly statusCode = 400;
+  constructor(
+    readonly text: string,
+    reason: string,
+  ) {
+    super(`filter ${JSON.stringify(text)}: ${reason}`);
+  }
+}
+
+/**
+ * An on-demand item cannot be served now: its upstream failed or is backing
+ * off after a failure. The message names the item path only, never a local
+ * file (the server log has those).
+ */
+export class UpstreamUnavailableError extends MirrorError {
+  readonly code = 'MM_UPSTREAM_UNAVAILABLE';
+  override readonly statusCode = 503;
+  override readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 60;
+  }
+}
+
+/** The TFTP listener could not bind; the message names the fix for the usual causes. */
+export class TftpBindError extends MirrorError {
+  readonly code = 'MM_TFTP_BIND';
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot listen for TFTP on ${formatAddress(host, port)}: ${tftpBindAdvice(errnoOf(options?.cause), port)}`, options);
+  }
+}
+
+function tftpBindAdvice(errno: string | undefined, port: number): string {
+  switch (errno) {
+    case 'EACCES':
+    case 'EPERM':
+      return (
+        `permission denied for port ${port}; run with CAP_NET_BIND_SERVICE ` +
+        `(setcap or systemd AmbientCapabilities), or set tftp.listen to a high port`
+      );
+    case 'EADDRINUSE':
+      return (
+        'the address is already in use, probably by another TFTP server (tftpd-hpa, dnsmasq, a MAAS rack); ' +
+        'stop it, or set tftp.listen to another address or port'
+      );
+    case 'EADDRNOTAVAIL':
+      return 'no interface of this host has that address; fix tftp.listen (use 0.0.0.0 or [::] for all)';
+    default:
+      return `${errno ?? 'unknown error'}; check tftp.listen`;
+  }
+}
+
+/**
+ * What an open callback throws to refuse a name it will never serve (outside
+ * the tree, a special file): the client gets TFTP ERROR 2, access violation.
+ */
+export class TftpAccessError extends MirrorError {
+  readonly code = 'MM_TFTP_ACCESS';
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`refusing TFTP read of ${JSON.stringify(file)}: ${reason}`);
+  }
+}
+
+/** host:port, with brackets for IPv6. */
+export function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A TFTP server answered with an ERROR packet (seen by the client side). */
+export class TftpRemoteError extends MirrorError {
+  readonly code = 'MM_TFTP_REMOTE';
+  constructor(
+    readonly tftpCode: number,
+    readonly remoteMessage: string,
+  ) {
+    super(`TFTP server refused: error ${tftpCode} "${remoteMessage}"`);
+  }
+}
+
+/** The API is off: no api.token is configured (off, never open). */
+export class ApiDisabledError extends MirrorError {
+  readonly code = 'MM_API_DISABLED';
+  override readonly statusCode = 404;
+  constructor() {
+    super('the API is off: set api.token (or MAAS_MIRROR_API_TOKEN) on the daemon and reload it');
+  }
+}
+
+export class UnauthorizedError extends MirrorError {
+  readonly code = 'MM_UNAUTHORIZED';
+  override readonly statusCode = 401;
+  constructor() {
+    super('send Authorization: Bearer <api.token>');
+  }
+}
+
+/** A request the server cannot parse (e.g. a malformed JSON body on an /api/ route). */
+export class BadRequestError extends MirrorError {
+  readonly code = 'MM_BAD_REQUEST';
+  override readonly statusCode = 400;
+}
+
+/** Anything not raised on purpose: the client sees this, the server log has the real error. */
+export class InternalError extends MirrorError {
+  readonly code = 'MM_INTERNAL';
+  constructor() {
+    super('internal error; the server log has the details');
+  }
+}
+
+/** The current snapshot's manifest exists in name but cannot be read: a server fault, not a missing file. */
+export class ManifestUnreadableError extends MirrorError {
+  readonly code = 'MM_MANIFEST_UNREADABLE';
+  constructor(snapshot: string, options?: { cause?: unknown }) {
+    super(`snapshot ${snapshot} is current but its manifest cannot be read (the server log has the details); publish again`, options);
+  }
+}
+
+/** The HTTP server is at http.maxConnections: a new connection is closed at once. */
+export class TooManyConnectionsError extends MirrorError {
+  readonly code = 'MM_TOO_MANY_CONNECTIONS';
+  override readonly statusCode = 503;
+  constructor(limit: number) {
+    super(`the HTTP server already holds ${limit} connections (http.maxConnections); retry later, or raise the limit`);
+  }
+}
+
+/**
+ * Codes that sync reports record for one item or source without an
+ * exception being thrown (the item is left out, the rest goes on).
+ */
+export const REPORT_CODES = {
+  contentConflict: 'MM_CONTENT_CONFLICT',
+  pathConflict: 'MM_PATH_CONFLICT',
+  metadataInvalid: 'MM_METADATA_INVALID',
+  internal: 'MM_INTERNAL',
+} as const;

@@ -23,6 +23,22 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
   );
 }
 
+/**
+ * A child logger whose bindings replace the parent's of the same name. pino's
+ * own child() appends them, so a line would carry the key twice (e.g.
+ * "component":"sync" and "component":"bootloaders"), which JSON readers
+ * resolve differently.
+ */
+export function childLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
+  const inherited = parent.bindings();
+  if (!Object.keys(bindings).some((k) => k in inherited)) return parent.child(bindings);
+  const child = parent.child({});
+  // Rebuilt from scratch: setBindings() appends to what the child already holds.
+  (child as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] = '';
+  child.setBindings({ ...inherited, ...bindings });
+  return child;
+}
+
 /** A logger that drops everything: for tests and library use without output. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -79,7 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     routes: (app) => ops.routes(app),
     routedPaths: OPS_PATHS,
     observe: ops.observeHttp,
-    pullThrough: pull.handler,
+    pullThrough: pull,
   });
   late.http = http;
 

@@ -13,7 +13,7 @@ export async function triggerRemoteSync(ctx: CommandContext): Promise<number> {
   if (!token) throw new UsageError('sync --trigger needs the API token: set MAAS_MIRROR_API_TOKEN or pass --token');
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   const res = await request(`${base}/api/v1/sync`, { method: 'POST', headers, body: '{}' });
-  const body = (await res.body.json().catch(() => ({}))) as { id?: string; running?: string; error?: string };
+  const body = (await res.body.json().catch(() => ({}))) as { id?: string; running?: string; message?: string };
   if (res.statusCode === 401 || res.statusCode === 404) {
     ctx.stderr.write(`maas-mirror: ${base} refused the trigger (HTTP ${res.statusCode}): check the token, and that api.token is set on the daemon\n`);
     return ExitCode.usage;
@@ -21,7 +21,7 @@ export async function triggerRemoteSync(ctx: CommandContext): Promise<number> {
   if (res.statusCode === 409) {
     ctx.stderr.write(`a sync (${body.running ?? body.id}) is already running on ${base}; waiting for it\n`);
   } else if (res.statusCode !== 202) {
-    ctx.stderr.write(`maas-mirror: ${base} answered HTTP ${res.statusCode}: ${body.error ?? ''}\n`);
+    ctx.stderr.write(`maas-mirror: ${base} answered HTTP ${res.statusCode}: ${body.message ?? ''}\n`);
     return ExitCode.failed;
   }
   const id = body.id ?? body.running;

@@ -41,7 +41,14 @@ export interface Config {
     readonly partialProtection: number;
     readonly proxy: string | undefined;
   };
-  readonly http: { readonly listen: readonly Listen[]; readonly prefix: string; readonly publicUrl: string | undefined };
+  readonly http: {
+    readonly listen: readonly Listen[];
+    readonly prefix: string;
+    readonly publicUrl: string | undefined;
+    /** ms; always set by loadConfig, optional for servers built by hand (the HTTP server's defaults apply). */
+    readonly sendTimeout?: number;
+    readonly maxConnections?: number;
+  };
   readonly tftp: {
     readonly enabled: boolean;
     readonly listen: readonly Listen[];
@@ -190,7 +197,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       keepSnapshots: c.publish.keepSnapshots,
     },
     download: { ...c.download, proxy: c.download.proxy },
-    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
+    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl, sendTimeout: c.http.sendTimeout, maxConnections: c.http.maxConnections },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     boot: { forward: c.boot.forward },
     schedule: { ...c.schedule },

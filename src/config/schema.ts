@@ -137,6 +137,10 @@ export const configSchema = z
           .default('/maas/images/ephemeral-v3/stable/'),
         /** Public base URL used in the status page's MAAS commands, when behind a proxy. */
         publicUrl: z.url().optional(),
+        /** A response whose socket takes no byte for this long is destroyed (a client that stopped reading). */
+        sendTimeout: duration('60s').pipe(z.number().min(1000, 'must be at least 1s')),
+        /** Open connections at once; more are closed as they arrive. */
+        maxConnections: z.number().int().min(1).default(1024),
       })
       .prefault({}),
     tftp: z

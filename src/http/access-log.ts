@@ -5,18 +5,58 @@ import type { Logger } from '../log.js';
 const BYTES = Symbol('access-log bytes');
 const START = Symbol('access-log start');
 const LOG = Symbol('access-log');
+const TARGET = Symbol('access-log target');
+const COUNTED = Symbol('access-log counted by writes');
+const MAX_LOGGED_PATH = 1024;
 
 /** What the access log keeps on a response: plain properties, set on every response alike. */
 interface Watched extends ServerResponse {
   [BYTES]?: number;
   [START]?: number;
   [LOG]?: AccessLog;
+  /** req.url as it arrived: express rewrites req.url inside a mounted router (/api/v1/sync becomes /sync). */
+  [TARGET]?: string;
+  [COUNTED]?: boolean;
 }
 
 /** Body bytes handed to the response, for the access log. */
 export function addBytes(res: ServerResponse, n: number): void {
   const w = res as Watched;
+  if (w[COUNTED] === true) return;
   w[BYTES] = (w[BYTES] ?? 0) + n;
+}
+
+function chunkLength(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (chunk instanceof Uint8Array) return chunk.byteLength;
+  return 0;
+}
+
+/**
+ * Counts body bytes at write()/end() for responses written by code that does
+ * not call addBytes (express routes: API, status page, metrics). The file
+ * handler's hot path calls addBytes instead and skips this wrapping.
+ */
+function countWrites(req: IncomingMessage, res: Watched): void {
+  res[COUNTED] = true;
+  if (req.method === 'HEAD') return;
+  const write = res.write;
+  const end = res.end;
+  res.write = function (this: Watched, chunk: unknown, ...rest: unknown[]) {
+    this[BYTES] = (this[BYTES] ?? 0) + chunkLength(chunk, rest[0]);
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ServerResponse['write'];
+  res.end = function (this: Watched, ...args: unknown[]) {
+    if (typeof args[0] !== 'function') this[BYTES] = (this[BYTES] ?? 0) + chunkLength(args[0], args[1]);
+    return (end as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['end'];
+}
+
+/** The logged path: the request's path as it arrived, without the query (which may carry anything a client typed). */
+function loggedPath(url: string): { path: string; query: boolean } {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  return { path: path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path, query: q >= 0 };
 }
 
 /**
@@ -28,7 +68,6 @@ function onClose(this: Watched): void {
   this[LOG]?.line(this, performance.now() - (this[START] ?? 0));
 }
 
-const MAX_LOGGED_PATH = 1024;
 
 interface Sink {
   write(line: string): unknown;
@@ -58,13 +97,19 @@ export class AccessLog {
       .join('');
   }
 
-  /** Writes the line once the response is over, whether it finished or the client went away. */
-  watch(_req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Writes the line once the response is over, whether it finished or the
+   * client went away. `countWrites`: for responses whose writer does not call
+   * addBytes (express routes).
+   */
+  watch(req: IncomingMessage, res: ServerResponse, options: { countWrites?: boolean } = {}): void {
     if (!this.logger.isLevelEnabled('info')) return;
     const w = res as Watched;
     w[START] = performance.now();
     w[BYTES] = 0;
     w[LOG] = this;
+    w[TARGET] = req.url ?? '';
+    if (options.countWrites === true) countWrites(req, w);
     // 'close' comes once per response, whether it finished or the client went away.
     res.on('close', onClose);
   }
@@ -72,15 +117,14 @@ export class AccessLog {
   /** @internal */
   line(res: Watched, ms: number): void {
     const req = res.req;
-    const url = req.url ?? '';
-    const path = url.length > MAX_LOGGED_PATH ? `${url.slice(0, MAX_LOGGED_PATH)}…` : url;
+    const { path, query } = loggedPath(res[TARGET] ?? req.url ?? '');
     const bytes = res[BYTES] ?? 0;
     const rounded = Math.round(ms * 100) / 100;
     const client = req.socket.remoteAddress;
     const aborted = !res.writableFinished;
     this.queue(
       `{"level":"info","time":"${this.isoNow()}"${this.bindings},"method":${JSON.stringify(req.method ?? '')},"path":${JSON.stringify(path)}` +
-        `,"status":${res.statusCode},"bytes":${bytes},"ms":${rounded}${client === undefined ? '' : `,"client":${JSON.stringify(client)}`}` +
+        `${query ? ',"query":true' : ''},"status":${res.statusCode},"bytes":${bytes},"ms":${rounded}${client === undefined ? '' : `,"client":${JSON.stringify(client)}`}` +
         `${aborted ? ',"aborted":true' : ''},"msg":"request"}\n`,
     );
   }

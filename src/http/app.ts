@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../config/load.js';
-import type { Logger } from '../log.js';
+import { childLogger, type Logger } from '../log.js';
 import type { Layout } from '../store/layout.js';
 import { Namespace } from '../store/namespace.js';
 import { AccessLog } from './access-log.js';
@@ -9,7 +9,21 @@ import { ContentCache, type ContentCacheOptions } from './content-cache.js';
 import { sendError } from './errors.js';
 import { createFileHandler } from './handler.js';
 import { HotAnswers } from './hot.js';
-import type { PullThrough } from './pull-through.js';
+import { createPullThroughHandler, type PullThrough, type PullThroughSource } from './pull-through.js';
+
+/*
+ * Two stacks, on purpose (this is the one place that says why). Files (the
+ * tree, hash paths, bootloaders, keyrings) are nearly every request a MAAS
+ * rack makes and are served by the file handler on node's own req/res:
+ * express's router, request/response prototypes and middleware chain cost
+ * about five times a cached metadata answer (measured).
+ * The few ops routes (/api, /, /status.json, /metrics, /livez, /readyz)
+ * want routing, JSON bodies and middleware, and are rare: express serves
+ * them. Both sides share what must be one: the access log (AccessLog), the
+ * error writer (sendError in errors.ts) and the connection bounds
+ * (server.ts). createHttpApp is the express app with the file handler as
+ * its catch-all, so the same app serves everything when mounted alone.
+ */
 
 /** Requests under this prefix go through express (and the `routes` hook) on the listening server. */
 export const ROUTES_PREFIX = '/api';
@@ -28,7 +42,13 @@ export interface HttpAppOptions {
    * so mount them under /api/.
    */
   readonly routes?: (app: Express) => void;
-  readonly pullThrough?: PullThrough;
+  /**
+   * The mirror's shared downloads for on-demand items (manifest files with
+   * `held: false`); without it such a request answers 503 MM_NOT_HELD. A
+   * function instead owns those responses itself (it must then follow the
+   * rules held items follow: preconditions, Range, HEAD, addBytes).
+   */
+  readonly pullThrough?: PullThroughSource | PullThrough;
   readonly cache?: ContentCacheOptions;
 }
 
@@ -41,7 +61,7 @@ export interface HttpApp extends Express {
 }
 
 export function createHttpApp(options: HttpAppOptions): HttpApp {
-  const logger = options.logger.child({ component: 'http' });
+  const logger = childLogger(options.logger, { component: 'http' });
   const namespace = options.namespace ?? new Namespace({ layout: options.layout, logger });
   const cache = new ContentCache(options.cache);
   const hot = new HotAnswers();
@@ -51,7 +71,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     prefix: options.config.http.prefix,
     keysDir: options.layout.keysDir,
     logger,
-    pullThrough: options.pullThrough,
+    pullThrough: typeof options.pullThrough === 'function' ? options.pullThrough : options.pullThrough && createPullThroughHandler(options.pullThrough, logger),
     hot,
   });
 
@@ -60,7 +80,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use((req: Request, res: Response, next: NextFunction) => {
-    access.watch(req, res);
+    access.watch(req, res, { countWrites: true });
     next();
   });
   options.routes?.(app);

@@ -1,49 +1,49 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AmbiguousHashError, isMirrorError, MethodNotAllowedError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
+import { BadRequestError, InternalError, isMirrorError, MethodNotAllowedError, type MirrorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { addBytes } from './access-log.js';
 
-export function statusOf(err: unknown): number {
-  if (err instanceof UnsafePathError) return 400;
-  if (err instanceof NotFoundError) return 404;
-  if (err instanceof MethodNotAllowedError) return 405;
-  if (err instanceof AmbiguousHashError) return 409;
-  if (err instanceof NotHeldError || err instanceof NoSnapshotError) return 503;
-  // Errors of express's own helpers (a bad JSON body on an /api/ route) say what the client did wrong.
-  const e = err as { status?: unknown; expose?: unknown } | null;
-  if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true) return e.status;
-  return 500;
+/**
+ * The registry error a request's failure answers as: a MirrorError as it is,
+ * an error of express's own helpers (a bad JSON body on an /api/ route) as
+ * the client's fault, anything else as an internal error.
+ */
+export function asMirrorError(err: unknown): MirrorError {
+  if (isMirrorError(err)) return err;
+  const e = err as { status?: unknown; expose?: unknown; message?: unknown } | null;
+  if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true) {
+    return Object.assign(new BadRequestError(String(e.message)), { statusCode: e.status });
+  }
+  return new InternalError();
 }
 
 /**
- * A JSON error body: the registry's code and its message for the operator,
- * never a stack trace. Unexpected errors are logged in full and answered
- * with a generic message.
+ * Writes every error body the HTTP server sends, in one shape:
+ * `{"code":"MM_…","message":"…"}` plus the class's own fields (toJSON), the
+ * status the class carries, never a stack trace. Unexpected errors are logged
+ * in full and answered with MM_INTERNAL's generic message.
  */
-export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, logger: Logger): void {
-  const status = statusOf(err);
-  if (status === 500) logger.error({ err, method: req.method, url: req.url }, 'request failed');
+export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, logger: Logger, headers: Readonly<Record<string, string>> = {}): void {
+  const answer = asMirrorError(err);
+  const status = answer.statusCode;
+  if (status === 500) {
+    logger.error({ err, method: req.method, path: (req.url ?? '').split('?')[0] }, 'request failed');
+  }
   if (res.headersSent) {
     // Mid-body: the only honest signal left is cutting the connection.
     res.destroy();
     return;
   }
-  const body = Buffer.from(
-    JSON.stringify(
-      isMirrorError(err)
-        ? err.toJSON()
-        : status !== 500
-          ? { code: 'MM_BAD_REQUEST', message: (err as Error).message }
-          : { code: 'MM_INTERNAL', message: 'internal error; the server log has the details' },
-    ) + '\n',
-  );
+  const body = Buffer.from(JSON.stringify(answer.toJSON()) + '\n');
   for (const name of res.getHeaderNames()) res.removeHeader(name);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', body.length);
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  if (status === 405) res.setHeader('Allow', 'GET, HEAD');
+  if (answer instanceof MethodNotAllowedError) res.setHeader('Allow', answer.allow);
+  if (answer.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(answer.retryAfterSeconds));
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   if (req.method === 'HEAD') {
     res.end();
     return;

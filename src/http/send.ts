@@ -6,11 +6,25 @@ import type { Entity } from './entity.js';
 import { ifRangeAllows, parseRange } from './range.js';
 
 /**
- * Reads per chunk from disk. Bigger chunks mean fewer syscalls per MB; each
- * open download holds about two of them, which bounds memory with many
- * slow clients.
+ * Reads per chunk from disk. A chunk is handed to the socket only once the
+ * previous one left for the kernel, so what a response holds beyond the
+ * kernel's socket buffer is at most two of them (64 KiB): a client that
+ * never reads costs its socket buffer and that, not the file. (512 KiB
+ * chunks held ~1 MB per stalled client.)
  */
-export const READ_CHUNK = 512 * 1024;
+export const STREAM_CHUNK = 32 * 1024;
+
+/** Writes a chunk and resolves once the socket took it for the kernel, or the response closed. */
+export function writeFlushed(res: ServerResponse, chunk: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('close', done);
+      resolve();
+    };
+    res.on('close', done);
+    res.write(chunk, done);
+  });
+}
 
 /** A gzipped representation is another representation: it needs its own strong tag. */
 export function gzipTag(etag: string): string {
@@ -116,11 +130,11 @@ export async function sendEntity(req: IncomingMessage, res: ServerResponse, e: E
  * Copies [start, end] from the open handle to the response through two
  * buffers used in turn: one is read into while the other is being written,
  * and a buffer is reused only once the socket has taken it. Memory per
- * download is fixed (2 × READ_CHUNK) and nothing is left for the GC, unlike
+ * download is fixed (2 × STREAM_CHUNK) and nothing is left for the GC, unlike
  * a read stream that allocates a fresh chunk per read.
  */
 async function copyRange(handle: FileHandle, start: number, end: number, res: ServerResponse): Promise<void> {
-  const size = Math.min(READ_CHUNK, end - start + 1);
+  const size = Math.min(STREAM_CHUNK, end - start + 1);
   const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
   const written: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   let gone: (err: Error) => void = () => undefined;

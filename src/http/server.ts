@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Listen } from '../config/load.js';
 import { createHttpApp, ROUTES_PREFIX, type HttpApp, type HttpAppOptions } from './app.js';
-import { ListenError } from '../errors.js';
+import { ListenError, TooManyConnectionsError } from '../errors.js';
 
 export interface HttpServerOptions extends HttpAppOptions {
   /** Overrides config.http.listen (tests listen on port 0). */
@@ -21,6 +21,36 @@ export function isRouted(url: string, routed: readonly string[]): boolean {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
   return routed.some((p) => path === p || (p !== '/' && path.startsWith(`${p}/`)));
+}
+
+/** The defaults of http.sendTimeout and http.maxConnections (src/config/schema.ts). */
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
+/**
+ * The bounds every connection lives under. Headers must arrive within 15 s
+ * and a whole request within 60 s (slowloris); an idle keep-alive connection
+ * ends after 5 s. A response whose socket takes no byte for sendTimeout is
+ * destroyed: a client that stopped reading then costs its kernel socket
+ * buffer and at most two 32 KiB chunks (send.ts), and only that long. Past
+ * maxConnections, node closes new connections as they arrive.
+ */
+function applyBounds(server: Server, http: HttpServerOptions['config']['http'], logger: HttpServerOptions['logger']): void {
+  const sendTimeout = http.sendTimeout ?? DEFAULT_SEND_TIMEOUT_MS;
+  const maxConnections = http.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  server.setTimeout(sendTimeout, (socket) => {
+    // No byte went out (or came in) for sendTimeout: the client is not reading.
+    socket.destroy();
+  });
+  server.maxConnections = maxConnections;
+  let warned = 0;
+  server.on('drop', () => {
+    // One line a minute at most: a flood of refused connections must not flood the log too.
+    if (Date.now() - warned < 60_000) return;
+    warned = Date.now();
+    const err = new TooManyConnectionsError(maxConnections);
+    logger.warn({ component: 'http', code: err.code }, err.message);
+  });
 }
 
 export interface HttpServerHandle {
@@ -50,6 +80,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         if (isRouted(req.url ?? '', routed)) app(req, res);
         else app.serveFile(req, res);
       });
+      applyBounds(server, options.config.http, options.logger);
       await new Promise<void>((resolve, reject) => {
         const onError = (err: NodeJS.ErrnoException) =>
           reject(new ListenError(formatListen(l), err.code ?? err.message, { cause: err }));

@@ -1,8 +1,10 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../config/load.js';
+import { ApiDisabledError, MethodNotAllowedError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { sendError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { bearerToken, tokenMatches } from './auth.js';
-import { ShuttingDownError, SyncRunningError, type SyncCoordinator } from './coordinator.js';
+import type { SyncCoordinator } from './coordinator.js';
 import type { MirrorStatus } from './status.js';
 
 export interface ApiDeps {
@@ -30,58 +32,53 @@ export function apiRouter(deps: ApiDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     const expected = deps.config().api.token;
     if (!expected) {
-      sendJson(res, 404, { code: 'MM_API_DISABLED', message: 'the API is off: set api.token (or MAAS_MIRROR_API_TOKEN) on the daemon and reload it' });
+      sendError(req, res, new ApiDisabledError(), log);
       return;
     }
     const header = req.headers.authorization;
     if (!tokenMatches(bearerToken(header), expected)) {
       // The client and whether a token was sent: never the header itself.
       log.warn({ client: req.socket.remoteAddress, method: req.method, path: req.path, tokenSent: header !== undefined }, 'API request refused: missing or wrong token');
-      res.setHeader('WWW-Authenticate', 'Bearer realm="maas-mirror"');
-      sendJson(res, 401, { code: 'MM_UNAUTHORIZED', message: 'send Authorization: Bearer <api.token>' });
+      sendError(req, res, new UnauthorizedError(), log, { 'WWW-Authenticate': 'Bearer realm="maas-mirror"' });
       return;
     }
     next();
   });
 
   router.post('/sync', (req: Request, res: Response) => {
+    let id: string;
     try {
-      const { id } = deps.coordinator.start('api');
-      log.info({ sync: id, client: req.socket.remoteAddress }, `sync ${id} started by an API request`);
-      res.setHeader('Location', `${req.baseUrl}/status`);
-      sendJson(res, 202, { id });
+      ({ id } = deps.coordinator.start('api'));
     } catch (err) {
-      if (err instanceof SyncRunningError) {
-        sendJson(res, 409, { running: err.running, code: err.code, message: err.message });
-      } else if (err instanceof ShuttingDownError) {
-        sendJson(res, 503, { code: err.code, message: err.message });
-      } else {
-        throw err;
-      }
+      // A sync already running (409, with `running`), or shutting down (503): the registry carries the status.
+      sendError(req, res, err, log);
+      return;
     }
+    log.info({ sync: id, client: req.socket.remoteAddress }, `sync ${id} started by an API request`);
+    res.setHeader('Location', `${req.baseUrl}/status`);
+    sendJson(res, 202, { id });
   });
 
-  router.get('/status', async (_req: Request, res: Response) => {
-    sendJson(res, 200, await deps.status());
+  router.get('/status', async (req: Request, res: Response) => {
+    try {
+      sendJson(res, 200, await deps.status());
+    } catch (err) {
+      sendError(req, res, err, log);
+    }
   });
 
   router.use((req: Request, res: Response) => {
     const known = req.path === '/sync' || req.path === '/status';
-    if (known) res.setHeader('Allow', req.path === '/sync' ? 'POST' : 'GET, HEAD');
-    sendJson(res, known ? 405 : 404, {
-      code: known ? 'MM_METHOD_NOT_ALLOWED' : 'MM_NOT_FOUND',
-      message: known ? `${req.method} is not allowed here` : 'no such API route; there are POST /api/v1/sync and GET /api/v1/status',
-    });
+    const err = known
+      ? new MethodNotAllowedError(req.method, req.path === '/sync' ? 'POST' : 'GET, HEAD')
+      : new NotFoundError('no such API route; there are POST /api/v1/sync and GET /api/v1/status');
+    sendError(req, res, err, log);
   });
 
   return router;
 }
 
-/**
- * JSON with `error` as well as `message`: the trigger client reads `error`,
- * the rest of the server's JSON errors say `message`.
- */
+/** A successful answer; errors go through sendError (src/http/errors.ts). */
 function sendJson(res: Response, status: number, body: object): void {
-  const payload = 'message' in body && !('error' in body) ? { ...body, error: (body as { message: string }).message } : body;
-  res.status(status).type('application/json').send(JSON.stringify(payload) + '\n');
+  res.status(status).type('application/json').send(JSON.stringify(body) + '\n');
 }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/load.js';
-import { AbortedError, isMirrorError, LockedError, MirrorError } from '../errors.js';
+import { AbortedError, isMirrorError, LockedError, REPORT_CODES, ShuttingDownError, SyncRunningError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SyncProgress } from '../mirror/progress.js';
 import type { SyncWarning } from '../mirror/selection-warnings.js';
@@ -37,19 +37,7 @@ export interface RunningSync {
   readonly progress: SyncProgress;
 }
 
-export class SyncRunningError extends MirrorError {
-  readonly code = 'MM_SYNC_RUNNING';
-  constructor(readonly running: string) {
-    super(`sync ${running} is already running; wait for it to end (GET /api/v1/status), then ask again`);
-  }
-}
-
-export class ShuttingDownError extends MirrorError {
-  readonly code = 'MM_SHUTTING_DOWN';
-  constructor() {
-    super('the daemon is shutting down and starts no more syncs');
-  }
-}
+export { ShuttingDownError, SyncRunningError } from '../errors.js';
 
 export interface CoordinatorOptions {
   /** A getter: SIGHUP swaps the configuration, and the next sync uses the new one. */
@@ -126,7 +114,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         snapshot: null,
         published: false,
         downloaded: { files: 0, bytes: 0 },
-        error: { code: isMirrorError(err) ? err.code : 'MM_INTERNAL', message: err instanceof Error ? err.message : String(err) },
+        error: { code: isMirrorError(err) ? err.code : REPORT_CODES.internal, message: err instanceof Error ? err.message : String(err) },
       }))
       .then((record) => {
         this.current = undefined;
@@ -200,7 +188,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
       );
     } catch (err) {
       const result: SyncRunResult = err instanceof LockedError ? 'locked' : err instanceof AbortedError || signal.aborted ? 'aborted' : 'failed';
-      const error = isMirrorError(err) ? { code: err.code, message: err.message } : { code: 'MM_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+      const error = isMirrorError(err) ? { code: err.code, message: err.message } : { code: REPORT_CODES.internal, message: err instanceof Error ? err.message : String(err) };
       record = {
         ...base,
         result,

@@ -2,11 +2,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../store/fsutil.js';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
-import { MirrorError } from '../errors.js';
+import { SigningKeyError } from '../errors.js';
 
-export class SigningKeyError extends MirrorError {
-  readonly code = 'MM_SIGNING_KEY';
-}
+export { SigningKeyError };
 
 export interface SigningKey {
   readonly privateKey: openpgp.PrivateKey;

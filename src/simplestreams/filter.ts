@@ -5,6 +5,8 @@
  * carry no `os` at all.
  */
 
+import { FilterSyntaxError } from '../errors.js';
+
 export type FilterOp = '=' | '!=' | '~' | '!~';
 
 export interface ItemFilter {
@@ -17,14 +19,7 @@ export interface ItemFilter {
 
 const EXPR = /^([\w|-]+)\s*(!?[=~])\s*(.*?)\s*$/;
 
-export class FilterSyntaxError extends Error {
-  constructor(
-    readonly text: string,
-    reason: string,
-  ) {
-    super(`filter ${JSON.stringify(text)}: ${reason}`);
-  }
-}
+export { FilterSyntaxError };
 
 export function parseFilter(text: string): ItemFilter {
   const m = EXPR.exec(text);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Unpack, type ReadEntry } from 'tar';
 import xz from 'xz-decompress';
 import { errnoOf, MetadataError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { childLogger, type Logger } from '../log.js';
 import type { Layout } from './layout.js';
 import type { SnapshotManifest } from './manifest.js';
 
@@ -67,7 +67,7 @@ export async function unpackBootloaders(
   manifest: SnapshotManifest,
   logger: Logger,
 ): Promise<UnpackedBootloaders> {
-  const log = logger.child({ component: 'bootloaders', snapshot: manifest.id });
+  const log = childLogger(logger, { component: 'bootloaders', snapshot: manifest.id });
   if (!SEGMENT_RE.test(manifest.id)) throw new MetadataError(layout.manifest(manifest.id), `unusable snapshot id "${manifest.id}"`);
   const store = layout.bootloadersStore;
   const dir = join(store, manifest.id);

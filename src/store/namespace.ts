@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { AmbiguousHashError, errnoOf, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
+import { AmbiguousHashError, errnoOf, ManifestUnreadableError, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Layout } from './layout.js';
 import { readManifest, type ManifestFile, type SnapshotManifest } from './manifest.js';
@@ -495,10 +495,7 @@ export class Namespace {
     try {
       manifest = await readManifest(this.layout, id);
     } catch (err) {
-      throw new NotFoundError(
-        `snapshot ${id} is current but its manifest ${this.layout.manifest(id)} cannot be read (${(err as Error).message}); publish again`,
-        { cause: err },
-      );
+      throw new ManifestUnreadableError(id, { cause: err });
     }
     const root = await realpath(this.layout.snapshot(id));
     const byPath = new Map<string, ManifestFile>();

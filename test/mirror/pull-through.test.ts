@@ -40,7 +40,7 @@ async function setup(options: { logger?: Logger } = {}): Promise<Setup> {
   const layout = new Layout(env.dataDir);
   const store = new BlobStore(layout);
   service = new PullThroughService({ layout, store, logger: silentLogger(), config: () => config });
-  http = await startHttpServer({ config, layout, logger: options.logger ?? silentLogger(), listen: [{ host: '127.0.0.1', port: 0 }], pullThrough: service.handler });
+  http = await startHttpServer({ config, layout, logger: options.logger ?? silentLogger(), listen: [{ host: '127.0.0.1', port: 0 }], pullThrough: service });
   const { doc } = env.upstream.product(NOBLE_AMD64);
   const item = doc.products[NOBLE_AMD64]!.versions['20250709']!.items.squashfs!;
   return { base: `http://127.0.0.1:${http.addresses[0]!.port}`, layout, store, item };

@@ -1,4 +1,4 @@
-import { isMirrorError } from '../../errors.js';
+import { isMirrorError, REPORT_CODES } from '../../errors.js';
 import type { GcReport } from '../../store/gc.js';
 import type { PlanChange } from '../plan.js';
 import type { SyncWarning } from '../selection-warnings.js';
@@ -45,7 +45,7 @@ export interface SyncReport {
 /** A failure as the report lists it; anything that is not a MirrorError is an internal fault. */
 export function failureOf(source: string, err: unknown): SyncFailure {
   if (isMirrorError(err)) return { source, code: err.code, message: err.message };
-  return { source, code: 'MM_INTERNAL', message: errMessage(err) };
+  return { source, code: REPORT_CODES.internal, message: errMessage(err) };
 }
 
 export function errMessage(err: unknown): string {

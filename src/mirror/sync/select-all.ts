@@ -1,3 +1,4 @@
+import { REPORT_CODES } from '../../errors.js';
 import type { ContentBuild } from '../model.js';
 import type { Published } from '../previous.js';
 import { selectContent, type WantedFile } from '../select.js';
@@ -25,7 +26,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
       if (owner) {
         out.failures.push({
           source: meta.source.name,
-          code: 'MM_CONTENT_CONFLICT',
+          code: REPORT_CODES.contentConflict,
           message: `content id ${content.contentId} comes from sources ${owner} and ${meta.source.name}; one published index cannot hold both. Narrow one source's contentIds`,
         });
         continue;
@@ -33,7 +34,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
       contentOwner.set(content.contentId, meta.source.name);
       const sel = selectContent(meta.source, content);
       for (const p of sel.problems) {
-        out.failures.push({ source: meta.source.name, code: 'MM_METADATA_INVALID', message: p.message, path: p.path });
+        out.failures.push({ source: meta.source.name, code: REPORT_CODES.metadataInvalid, message: p.message, path: p.path });
       }
       const versions = sel.versions.filter((v) =>
         v.files.every((f) => {
@@ -41,7 +42,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
           if (!other || other.sha256 === f.sha256) return true;
           out.failures.push({
             source: meta.source.name,
-            code: 'MM_PATH_CONFLICT',
+            code: REPORT_CODES.pathConflict,
             message: `${f.path} is published by source ${other.source} with other content; ${v.productId} ${v.version} of ${meta.source.name} left out`,
             path: f.path,
           });
