@@ -273,3 +273,25 @@ export function errnoOf(err: unknown): string | undefined {
     ? err.code
     : undefined;
 }
+
+/** `images add` refuses a file or a name: nothing was stored or published. */
+export class ImageRefusedError extends MirrorError {
+  readonly code = 'MM_IMAGE_REFUSED';
+  override readonly exitCode = ExitCode.usage;
+}
+
+export class ImageNotFoundError extends MirrorError {
+  readonly code = 'MM_IMAGE_NOT_FOUND';
+  override readonly exitCode = ExitCode.usage;
+  constructor(what: string) {
+    super(`there is no local image ${what}; "maas-mirror images list" shows them`);
+  }
+}
+
+export class UploadTooLargeError extends MirrorError {
+  readonly code = 'MM_UPLOAD_TOO_LARGE';
+  override readonly exitCode = ExitCode.usage;
+  constructor(limit: number) {
+    super(`the upload is larger than images.maxUploadBytes (${limit} bytes); raise it, or run "maas-mirror images add" on the mirror host`);
+  }
+}

@@ -16,6 +16,7 @@ import { UpstreamClient } from './client.js';
 import { downloadBlob } from './download.js';
 import { HashPool } from './hash-pool.js';
 import { buildModel, type ContentBuild, type PublishContent, type PublishModel } from './model.js';
+import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalContent } from './local-images.js';
 import { diffPlan, type PlanChange } from './plan.js';
 import { readPublished } from './previous.js';
 import { SyncProgress } from './progress.js';
@@ -112,6 +113,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
   try {
     progress.setPhase('metadata');
     const previous = await readPublished(layout);
+    const previousLocal = localContentOf(previous?.contents.values() ?? []);
     const sourceReports: SyncReport['sources'] = [];
     const metas: SourceMetadata[] = [];
     const carried: PublishContent[] = [];
@@ -151,6 +153,14 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     const contentOwner = new Map<string, string>();
     for (const meta of metas) {
       for (const content of meta.contents) {
+        if (content.contentId === config.images.contentId) {
+          failures.push({
+            source: meta.source.name,
+            code: 'MM_CONTENT_CONFLICT',
+            message: `content id ${content.contentId} is images.contentId, where local images are published; set images.contentId to another id or narrow this source's contentIds`,
+          });
+          continue;
+        }
         const owner = contentOwner.get(content.contentId);
         if (owner) {
           failures.push({
@@ -215,7 +225,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     const bytesToFetch = missing.reduce((n, f) => n + f.size, 0);
 
     if (opts.dryRun) {
-      const preview = buildModel({ builds, carried, held: () => true }).model;
+      const preview = withLocalContent(buildModel({ builds, carried, held: () => true }).model, previousLocal, () => true);
       const changes = diffPlan(previous?.contents, preview.contents);
       return finish({
         result: failures.length > 0 ? 'partial' : 'ok',
@@ -290,7 +300,17 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
 
     // Publish what is complete.
     progress.setPhase('publish');
+    // Local images ride along as the current snapshot lists them (see local-images.ts).
+    const addLocal = (m: PublishModel): PublishModel => {
+      const { local, clashes } = localWithoutClashes(previousLocal, m.contents, (sha) => held.has(sha), config.images.contentId);
+      for (const message of clashes) {
+        failures.push({ source: 'images', code: 'MM_IMAGE_CLASH', message });
+        log.error({ code: 'MM_IMAGE_CLASH' }, message);
+      }
+      return withLocalContent(m, local, (sha) => held.has(sha));
+    };
     let { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    model = addLocal(model);
     // MAAS fails a whole products file (and the import) for one bad product: leave such products out
     // (their previous versions stay), and publish nothing if the tree itself would be rejected.
     // A tree identical to the published one was checked when it was published: a no-op resync skips the walk.
@@ -298,6 +318,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     let problems = unchanged ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
     if (problems.byProduct.size > 0) {
       ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
+      model = addLocal(model);
       for (const [key, list] of problems.byProduct) {
         const [contentId, productId] = key.split('\u0000') as [string, string];
         const source = builds.find((b) => b.contentId === contentId)?.source ?? 'publish';
@@ -343,7 +364,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
       // The held tree, not upstream's newest, is what gets re-signed; the hold moves to the new snapshot.
       log.info({ heldSince: activeHold.since }, 'the signing key changed: the rolled-back tree is published again, signed with the new key');
       plan = {
-        model: buildModel({ builds: [], carried: [...previous!.contents.values()], held: (sha) => held.has(sha) }).model,
+        model: addLocal(buildModel({ builds: [], carried: upstreamContentsOf(previous!.contents.values()), held: (sha) => held.has(sha) }).model),
         sources: previous!.manifest.sources,
         hold: activeHold,
       };
