@@ -31,6 +31,14 @@ export interface CommandContext {
     armor?: boolean;
     output?: string;
     help?: boolean;
+    os?: string;
+    release?: string;
+    arch?: string;
+    title?: string;
+    subarch?: string;
+    label?: string;
+    manifest?: string;
+    version?: string;
   };
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
@@ -220,4 +228,5 @@ export const commands: Record<string, Command> = {
   'check-config': checkConfig,
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
+  images: async (ctx) => (await import('./images.js')).images(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),
 };

@@ -2,6 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log.js';
 import { bearerToken, tokenMatches } from './auth.js';
+import { handleImageUpload } from './image-upload.js';
 import { ShuttingDownError, SyncRunningError, type SyncCoordinator } from './coordinator.js';
 import type { MirrorStatus } from './status.js';
 
@@ -11,6 +12,8 @@ export interface ApiDeps {
   readonly coordinator: SyncCoordinator;
   readonly status: () => Promise<MirrorStatus>;
   readonly logger: Logger;
+  /** Told when POST /images published a snapshot (the daemon drops its caches). */
+  readonly onPublished?: (snapshotId: string) => void | Promise<void>;
 }
 
 /**
@@ -61,16 +64,18 @@ export function apiRouter(deps: ApiDeps): Router {
     }
   });
 
+  router.post('/images', (req: Request, res: Response) => handleImageUpload({ config: deps.config, logger: log, onPublished: deps.onPublished }, req, res));
+
   router.get('/status', async (_req: Request, res: Response) => {
     sendJson(res, 200, await deps.status());
   });
 
   router.use((req: Request, res: Response) => {
-    const known = req.path === '/sync' || req.path === '/status';
-    if (known) res.setHeader('Allow', req.path === '/sync' ? 'POST' : 'GET, HEAD');
+    const known = req.path === '/sync' || req.path === '/status' || req.path === '/images';
+    if (known) res.setHeader('Allow', req.path === '/status' ? 'GET, HEAD' : 'POST');
     sendJson(res, known ? 405 : 404, {
       code: known ? 'MM_METHOD_NOT_ALLOWED' : 'MM_NOT_FOUND',
-      message: known ? `${req.method} is not allowed here` : 'no such API route; there are POST /api/v1/sync and GET /api/v1/status',
+      message: known ? `${req.method} is not allowed here` : 'no such API route; there are POST /api/v1/sync, POST /api/v1/images and GET /api/v1/status',
     });
   });
 

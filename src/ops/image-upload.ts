@@ -1,0 +1,81 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Request, Response } from 'express';
+import type { Config } from '../config/load.js';
+import { isMirrorError, LockedError, UploadTooLargeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { addImage } from '../mirror/images.js';
+import { Layout } from '../store/layout.js';
+
+export interface ImageUploadDeps {
+  readonly config: () => Config;
+  readonly logger: Logger;
+  readonly onPublished?: (snapshotId: string) => void | Promise<void>;
+}
+
+/**
+ * POST /api/v1/images?os=…&release=…&arch=…[&title=…&subarch=…&label=…], the
+ * body being the root tarball. It is streamed to a partial file within
+ * images.maxUploadBytes, then goes through `images add` (same checks, same
+ * publish); the answer is what `images add --json` prints.
+ */
+export async function handleImageUpload(deps: ImageUploadDeps, req: Request, res: Response): Promise<void> {
+  const config = deps.config();
+  const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
+  const [os, release, arch] = [q('os'), q('release'), q('arch')];
+  if (!os || !release || !arch) {
+    sendError(res, 400, 'MM_USAGE', 'give the image as ?os=…&release=…&arch=… (and optionally title, subarch, label), the root tarball as the body');
+    return;
+  }
+  const limit = config.images.maxUploadBytes;
+  if (Number(req.headers['content-length'] ?? 0) > limit) {
+    sendError(res, 413, 'MM_UPLOAD_TOO_LARGE', new UploadTooLargeError(limit).message);
+    req.resume();
+    return;
+  }
+  const layout = new Layout(config.dataDir);
+  await mkdir(layout.partialDir, { recursive: true });
+  const file = join(layout.partialDir, `upload-${randomBytes(6).toString('hex')}.part`);
+  try {
+    await receive(req, file, limit);
+    const result = await addImage(
+      { config, logger: deps.logger, onPublished: deps.onPublished },
+      { file, os, release, arch, title: q('title'), subarch: q('subarch'), label: q('label') },
+    );
+    res.status(201).type('application/json').send(JSON.stringify(result, null, 1) + '\n');
+  } catch (err) {
+    if (!isMirrorError(err)) throw err;
+    const status = err instanceof UploadTooLargeError ? 413 : err instanceof LockedError ? 409 : err.exitCode === 2 ? 400 : 500;
+    deps.logger.warn({ code: err.code, client: req.socket.remoteAddress }, `image upload refused: ${err.message}`);
+    sendError(res, status, err.code, err.message);
+  } finally {
+    await unlink(file).catch(() => undefined);
+  }
+}
+
+/** The body into `file`, fsynced; more than `limit` bytes stops it at once. */
+async function receive(req: Request, file: string, limit: number): Promise<void> {
+  const out = await open(file, 'wx', 0o600);
+  let size = 0;
+  try {
+    for await (const chunk of req) {
+      const b = chunk as Buffer;
+      size += b.length;
+      if (size > limit) {
+        req.unpipe();
+        throw new UploadTooLargeError(limit);
+      }
+      for (let off = 0; off < b.length; ) off += (await out.write(b, off, b.length - off)).bytesWritten;
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+}
+
+function sendError(res: Response, status: number, code: string, message: string): void {
+  // The rest of a refused body is not read: the connection ends with the answer.
+  if (status === 413) res.setHeader('Connection', 'close');
+  res.status(status).type('application/json').send(JSON.stringify({ code, message, error: message }) + '\n');
+}
