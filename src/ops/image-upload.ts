@@ -22,6 +22,7 @@ export interface ImageUploadDeps {
  */
 export async function handleImageUpload(deps: ImageUploadDeps, req: Request, res: Response): Promise<void> {
   const config = deps.config();
+  const client = req.socket?.remoteAddress;
   const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
   const [os, release, arch] = [q('os'), q('release'), q('arch')];
   if (!os || !release || !arch) {
@@ -47,27 +48,47 @@ export async function handleImageUpload(deps: ImageUploadDeps, req: Request, res
   } catch (err) {
     if (!isMirrorError(err)) throw err;
     const status = err instanceof UploadTooLargeError ? 413 : err instanceof LockedError ? 409 : err.exitCode === 2 ? 400 : 500;
-    deps.logger.warn({ code: err.code, client: req.socket.remoteAddress }, `image upload refused: ${err.message}`);
+    deps.logger.warn({ code: err.code, client }, `image upload refused: ${err.message}`);
     sendError(res, status, err.code, err.message);
   } finally {
     await unlink(file).catch(() => undefined);
   }
 }
 
-/** The body into `file`, fsynced; more than `limit` bytes stops it at once. */
+/**
+ * The body into `file`, fsynced, one chunk at a time (the request is paused
+ * while a chunk is written). Past `limit` bytes reading stops at once; the
+ * request is left paused, not destroyed, so the 413 still reaches the client.
+ */
 async function receive(req: Request, file: string, limit: number): Promise<void> {
   const out = await open(file, 'wx', 0o600);
-  let size = 0;
   try {
-    for await (const chunk of req) {
-      const b = chunk as Buffer;
-      size += b.length;
-      if (size > limit) {
-        req.unpipe();
-        throw new UploadTooLargeError(limit);
-      }
-      for (let off = 0; off < b.length; ) off += (await out.write(b, off, b.length - off)).bytesWritten;
-    }
+    await new Promise<void>((resolve, reject) => {
+      let size = 0;
+      let writing = Promise.resolve();
+      const fail = (err: unknown) => {
+        req.off('data', onData);
+        req.pause();
+        reject(err);
+      };
+      const onData = (b: Buffer) => {
+        size += b.length;
+        if (size > limit) return fail(new UploadTooLargeError(limit));
+        req.pause();
+        writing = writing
+          .then(async () => {
+            for (let off = 0; off < b.length; ) off += (await out.write(b, off, b.length - off)).bytesWritten;
+            req.resume();
+          })
+          .catch(fail);
+      };
+      req.on('data', onData);
+      req.once('end', () => void writing.then(resolve, reject));
+      req.once('error', fail);
+      req.once('close', () => {
+        if (!req.complete) fail(new Error('the client closed the connection before the upload ended'));
+      });
+    });
     await out.sync();
   } finally {
     await out.close();

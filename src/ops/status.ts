@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import type { Config } from '../config/load.js';
 import type { ProgressSnapshot } from '../mirror/progress.js';
 import type { SyncFailure } from '../mirror/sync.js';
+import { LOCAL_SOURCE } from '../mirror/local-images.js';
 import { Layout } from '../store/layout.js';
 import { readLockHolder } from '../store/lock.js';
 import type { SnapshotInfo } from '../store/snapshots.js';
@@ -57,6 +58,8 @@ export interface PublicStatus {
   readonly store: StoreTotals | null;
   readonly disk: DiskStatus | null;
   readonly snapshots: readonly SnapshotInfo[];
+  /** Site-built images (maas-mirror images) the current snapshot publishes. */
+  readonly localImages?: readonly ProductSummary[];
 }
 
 /** GET /api/v1/status (token required): the public status plus history, paths and the lock holder. */
@@ -113,6 +116,7 @@ export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
     store: deps.storeTotals?.totals ?? null,
     disk,
     snapshots,
+    localImages: products.filter((p) => p.source === LOCAL_SOURCE),
   };
 }
 

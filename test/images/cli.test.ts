@@ -147,7 +147,7 @@ describe('maas-mirror images', () => {
     const { chmod } = await import('node:fs/promises');
     await chmod(blob, 0o644);
     const bytes = await readFile(blob);
-    bytes[100] ^= 0xff;
+    bytes[100] = bytes[100]! ^ 0xff;
     await writeFile(blob, bytes);
     const bad = await mm(['verify', '--json']);
     expect(bad.code).toBe(1);
