@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { validateForMaas } from '../../src/simplestreams/maas-rules.js';
 import type { IndexDocument, ProductsDocument } from '../../src/simplestreams/types.js';
 import { makeEnv, type Env } from '../helpers/env.js';
@@ -251,5 +251,31 @@ describe('maas-mirror images add refuses, with exit 2 and nothing changed', () =
     const r = await mm(['images', 'add', await rootTarball('x'), '--os', 'rhel']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/needs --os, --release and --arch/);
+  });
+});
+
+describe('maas-mirror images before any sync', () => {
+  it('publishes a tree of the local image alone, which the first sync then completes', async () => {
+    const fresh = await makeEnv({ sizeOf: () => 4 * KiB });
+    onTestFinished(() => fresh.close());
+    const cfg = await writeJsonConfig(join(fresh.dir, 'fresh.yaml'), {
+      dataDir: fresh.dataDir,
+      sources: [{ name: 'stable', url: fresh.server.url, keyring: fresh.key.keyring }],
+    });
+    const tgz = join(fresh.dir, 'root.tar.gz');
+    expect((await run('tar', ['-czf', tgz, '-C', fresh.dir, 'fresh.yaml'])).code).toBe(0);
+    const added = await cli(['images', 'add', tgz, '--os', 'custom', '--release', 'kiosk', '--arch', 'amd64', '--config', cfg]);
+    expect(added.code, added.stderr).toBe(0);
+    const keyring = join(fresh.dir, 'mirror.gpg');
+    expect((await cli(['keys', 'export', '-o', keyring, '--config', cfg])).code).toBe(0);
+    const check = await Gpgv.create(keyring);
+    onTestFinished(() => check.close());
+    const alone = (await checkCurrent(fresh.dataDir, check))!;
+    expect([...alone.products.keys()]).toEqual([LOCAL]);
+    const synced = await cli(['sync', '--quiet', '--config', cfg]);
+    expect(synced.code, synced.stderr).toBe(0);
+    const full = (await checkCurrent(fresh.dataDir, check))!;
+    expect(full.products.size).toBeGreaterThan(1);
+    expect(Object.keys(full.products.get(LOCAL)!.products)).toEqual([`${LOCAL}:custom:kiosk:amd64`]);
   });
 });
