@@ -127,7 +127,7 @@ const verify: Command = async (ctx) => {
     else {
       ctx.stdout.write(`verified ${report.checked} blobs (${formatBytes(report.bytes)})\n`);
       for (const c of report.corrupt) {
-        ctx.stdout.write(`CORRUPT ${c.sha256} (hashes to ${c.actual}): moved to ${c.quarantined}; the next sync fetches it again\n`);
+        ctx.stdout.write(`CORRUPT ${c.sha256} (hashes to ${c.actual}): moved to ${c.quarantined}; the next sync fetches it again (a site-built image's file: add the image again)\n`);
       }
     }
     return report.corrupt.length === 0 ? ExitCode.ok : ExitCode.failed;

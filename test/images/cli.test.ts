@@ -279,3 +279,35 @@ describe('maas-mirror images before any sync', () => {
     expect(Object.keys(full.products.get(LOCAL)!.products)).toEqual([`${LOCAL}:custom:kiosk:amd64`]);
   });
 });
+
+describe('maas-mirror images while rolled back', () => {
+  it('images add keeps the rollback hold: the next sync does not bring back the upstream versions rolled away from', async () => {
+    const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
+    const e = await makeEnv({ sizeOf: () => 4 * KiB });
+    onTestFinished(() => e.close());
+    const cfg = await writeJsonConfig(join(e.dir, 'held.yaml'), {
+      dataDir: e.dataDir,
+      sources: [{ name: 'stable', url: e.server.url, keyring: e.key.keyring }],
+      publish: { keepSnapshots: 10 },
+    });
+    const mmHeld = (args: string[]) => cli([...args, '--config', cfg]);
+    expect((await mmHeld(['sync', '--quiet'])).code).toBe(0);
+    e.upstream.addVersion(NOBLE, '20250801');
+    await e.upstream.write(new Date(Date.now() + 60_000));
+    expect((await mmHeld(['sync', '--quiet'])).code).toBe(0);
+    const back = await mmHeld(['rollback']);
+    expect(back.code, back.stderr).toBe(0);
+
+    const tgz = join(e.dir, 'root.tar.gz');
+    expect((await run('tar', ['-czf', tgz, '-C', e.dir, 'held.yaml'])).code).toBe(0);
+    const added = await mmHeld(['images', 'add', tgz, '--os', 'ubuntu', '--release', 'kiosk', '--arch', 'amd64', '--json']);
+    expect(added.code, added.stderr).toBe(0);
+    const synced = await mmHeld(['sync', '--json']);
+    expect(synced.code, synced.stderr).toBe(0);
+    expect(JSON.parse(synced.stdout).published).toBe(false);
+    const current = await readlink(join(e.dataDir, 'current'));
+    expect(current).toBe(join('snapshots', JSON.parse(added.stdout).snapshot));
+    const doc = JSON.parse(await readFile(join(e.dataDir, current, 'streams/v1/com.ubuntu.maas:stable:v3:download.json'), 'utf8')) as ProductsDocument;
+    expect(Object.keys(doc.products[NOBLE]!.versions)).not.toContain('20250801');
+  });
+});
