@@ -65,6 +65,7 @@ export class UsageError extends MirrorError {
 
 export class LockedError extends MirrorError {
   readonly code = 'MM_LOCKED';
+  override readonly statusCode = 409;
   override readonly exitCode = ExitCode.locked;
   constructor(
     readonly lockFile: string,
@@ -549,4 +550,29 @@ export const REPORT_CODES = {
   pathConflict: 'MM_PATH_CONFLICT',
   metadataInvalid: 'MM_METADATA_INVALID',
   internal: 'MM_INTERNAL',
+  imageClash: 'MM_IMAGE_CLASH',
 } as const;
+/** `images add` refuses a file or a name: nothing was stored or published. */
+export class ImageRefusedError extends MirrorError {
+  readonly code = 'MM_IMAGE_REFUSED';
+  override readonly statusCode = 400;
+  override readonly exitCode = ExitCode.usage;
+}
+
+export class ImageNotFoundError extends MirrorError {
+  readonly code = 'MM_IMAGE_NOT_FOUND';
+  override readonly statusCode = 404;
+  override readonly exitCode = ExitCode.usage;
+  constructor(what: string) {
+    super(`there is no local image ${what}; "maas-mirror images list" shows them`);
+  }
+}
+
+export class UploadTooLargeError extends MirrorError {
+  readonly code = 'MM_UPLOAD_TOO_LARGE';
+  override readonly statusCode = 413;
+  override readonly exitCode = ExitCode.usage;
+  constructor(limit: number) {
+    super(`the upload is larger than images.maxUploadBytes (${limit} bytes); raise it, or run "maas-mirror images add" on the mirror host`);
+  }
+}

@@ -34,6 +34,14 @@ export interface CommandContext {
     since?: string;
     source?: string;
     help?: boolean;
+    os?: string;
+    release?: string;
+    arch?: string;
+    title?: string;
+    subarch?: string;
+    label?: string;
+    manifest?: string;
+    version?: string;
   };
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
@@ -122,7 +130,7 @@ const verify: Command = async (ctx) => {
     else {
       ctx.stdout.write(`verified ${report.checked} blobs (${formatBytes(report.bytes)})\n`);
       for (const c of report.corrupt) {
-        ctx.stdout.write(`CORRUPT ${c.sha256} (hashes to ${c.actual}): moved to ${c.quarantined}; the next sync fetches it again\n`);
+        ctx.stdout.write(`CORRUPT ${c.sha256} (hashes to ${c.actual}): moved to ${c.quarantined}; the next sync fetches it again (a site-built image's file: add the image again)\n`);
       }
     }
     return report.corrupt.length === 0 ? ExitCode.ok : ExitCode.failed;
@@ -238,4 +246,5 @@ export const commands: Record<string, Command> = {
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
   export: async (ctx) => (await import('./export.js')).exportCommand(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),
   list: async (ctx) => (await import('./list.js')).list(ctx),
+  images: async (ctx) => (await import('./images.js')).images(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),
 };

@@ -22,6 +22,10 @@ Commands:
                              what the upstreams offer; S: the configuration selects it, H: held
   demo                       mirror a generated upstream on loopback and serve it
   check-config               validate the configuration and print it
+  images add FILE --os OS --release RELEASE --arch ARCH [--title TITLE] [--subarch S] [--label L] [--manifest FILE] [--json]
+  images list [--json]
+  images remove OS/RELEASE/ARCH [--version V] [--json]
+                             site-built root tarballs, published in the same signed tree
 
 Options:
   --config FILE              configuration file (or MAAS_MIRROR_CONFIG); default config/maas-mirror.yaml
@@ -43,6 +47,14 @@ const OPTIONS = {
   since: { type: 'string' },
   source: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  os: { type: 'string' },
+  release: { type: 'string' },
+  arch: { type: 'string' },
+  title: { type: 'string' },
+  subarch: { type: 'string' },
+  label: { type: 'string' },
+  manifest: { type: 'string' },
+  version: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export async function main(argv: string[]): Promise<number> {

@@ -64,6 +64,7 @@ export interface Config {
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
   readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined };
   readonly api: { readonly token: string | undefined };
+  readonly images: { readonly contentId: string; readonly maxVersions: number; readonly maxUploadBytes: number };
 }
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -202,6 +203,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     boot: { forward: c.boot.forward },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
+    images: { ...c.images },
   };
 }
 

@@ -180,6 +180,18 @@ export const configSchema = z
         retry: duration('5m'),
       })
       .prefault({}),
+    /** Site-built images published beside the mirrored streams (maas-mirror images). */
+    images: z
+      .strictObject({
+        contentId: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9:._-]*$/, 'use letters, digits, ":", ".", "_" or "-"')
+          .default('local:custom-images'),
+        maxVersions: z.number().int().min(1).default(2),
+        /** Largest image POST /api/v1/images accepts, in bytes. */
+        maxUploadBytes: z.number().int().min(1).default(64 * 1024 ** 3),
+      })
+      .prefault({}),
     api: z
       .strictObject({
         token: z.string().min(16, 'use a token of at least 16 characters').optional(),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
-import { MaasRulesError, NotEnoughSpaceError } from '../errors.js';
+import { MaasRulesError, NotEnoughSpaceError, REPORT_CODES } from '../errors.js';
 import { BlobStore } from '../store/blobs.js';
 import { collectGarbage, readWanted, writeWanted, type GcReport } from '../store/gc.js';
 import { readHold } from '../store/hold.js';
@@ -11,6 +11,7 @@ import { acquireLock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
 import { buildModel, type ContentBuild, type PublishModel } from './model.js';
+import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalContent } from './local-images.js';
 import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { checkSpace, type SpaceCheck } from './space.js';
 import type { SourceMetadata } from './source.js';
@@ -103,14 +104,16 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
   const previous = await readPublished(layout);
   const read = await readSources(run, previous);
   const warnings = warnFilters(read.metas, run.log);
-  const selection = selectAll(read.metas, previous);
+  const selection = selectAll(read.metas, previous, config.images.contentId);
+  // Site-built images ride along as the current snapshot lists them (see local-images.ts).
+  const previousLocal = localContentOf(previous?.contents.values() ?? []);
   failures.list.push(...selection.failures);
   const inventory = await takeInventory(run.store, selection.builds, selection.wanted, previous);
   const { held, missing, bytesToFetch } = inventory;
   const space = await checkSpace(layout, missing, metadataBytes(selection.builds));
 
   if (opts.dryRun) {
-    const preview = buildModel({ builds: selection.builds, carried: read.carried, held: () => true }).model;
+    const preview = withLocalContent(buildModel({ builds: selection.builds, carried: read.carried, held: () => true }).model, previousLocal, () => true);
     warnings.push(...warnDropped(previous, preview, read.metas, config, run.log));
     return {
       result: failures.list.length > 0 ? 'partial' : 'ok',
@@ -149,15 +152,26 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
   const downloaded = await fetchMissing(run, missing, held);
 
   progress.setPhase('publish');
+  const clashes = new Set<string>();
+  const withLocal = (m: PublishModel): PublishModel => {
+    const { local, clashes: found } = localWithoutClashes(previousLocal, m.contents, (sha) => held.has(sha), config.images.contentId);
+    for (const c of found) clashes.add(c);
+    return withLocalContent(m, local, (sha) => held.has(sha));
+  };
   const tree = assembleTree({
+    extend: withLocal,
     builds: selection.builds,
     carried: read.carried,
     held: (sha) => held.has(sha),
     checkedFingerprint: inventory.repaired ? undefined : previous?.manifest.fingerprint,
     nothingToCheck: previous === undefined && read.failed.length > 0,
   });
+  for (const message of clashes) {
+    run.failures.add({ source: 'images', code: REPORT_CODES.imageClash, message });
+    run.log.error({ code: REPORT_CODES.imageClash }, message);
+  }
   reportRejections(run, tree, previous);
-  const { snapshot, published } = await decideAndPublish(run, previous, tree, read, inventory.repaired, held, (model) =>
+  const { snapshot, published } = await decideAndPublish(run, previous, tree, read, inventory.repaired, held, withLocal, (model) =>
     warnings.push(...warnDropped(previous, model, read.metas, config, run.log)),
   );
   for (const i of tree.incomplete) run.log.warn(i, 'version not published: some of its files are missing');
@@ -197,6 +211,7 @@ async function decideAndPublish(
   read: SourcesRead,
   repaired: boolean,
   held: ReadonlySet<string>,
+  withLocal: (model: PublishModel) => PublishModel,
   beforePublishing: (model: PublishModel) => void,
 ): Promise<{ snapshot: string | undefined; published: boolean }> {
   const { layout, config, log, failures } = run;
@@ -216,8 +231,9 @@ async function decideAndPublish(
       fingerprint: previous.manifest.fingerprint,
       signedBy: previous.manifest.signedBy,
       sources: previous.manifest.sources,
-      contents: [...previous.contents.values()],
+      contents: upstreamContentsOf(previous.contents.values()),
     },
+    extend: withLocal,
     model: tree.model,
     held: (sha) => held.has(sha),
     sources: Object.fromEntries(config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }])),

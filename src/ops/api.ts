@@ -5,6 +5,7 @@ import { sendError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { bearerToken, tokenMatches } from './auth.js';
 import type { SyncCoordinator } from './coordinator.js';
+import { handleImageUpload } from './image-upload.js';
 import type { MirrorStatus } from './status.js';
 
 export interface ApiDeps {
@@ -13,6 +14,8 @@ export interface ApiDeps {
   readonly coordinator: SyncCoordinator;
   readonly status: () => Promise<MirrorStatus>;
   readonly logger: Logger;
+  /** Told when POST /images published a snapshot (the daemon drops its caches). */
+  readonly onPublished?: (snapshotId: string) => void | Promise<void>;
 }
 
 /**
@@ -59,6 +62,8 @@ export function apiRouter(deps: ApiDeps): Router {
     sendJson(res, 202, { id });
   });
 
+  router.post('/images', (req: Request, res: Response) => handleImageUpload({ config: deps.config, logger: log, onPublished: deps.onPublished }, req, res));
+
   router.get('/status', async (req: Request, res: Response) => {
     try {
       sendJson(res, 200, await deps.status());
@@ -68,10 +73,10 @@ export function apiRouter(deps: ApiDeps): Router {
   });
 
   router.use((req: Request, res: Response) => {
-    const known = req.path === '/sync' || req.path === '/status';
+    const known = req.path === '/sync' || req.path === '/status' || req.path === '/images';
     const err = known
-      ? new MethodNotAllowedError(req.method, req.path === '/sync' ? 'POST' : 'GET, HEAD')
-      : new NotFoundError('no such API route; there are POST /api/v1/sync and GET /api/v1/status');
+      ? new MethodNotAllowedError(req.method, req.path === '/status' ? 'GET, HEAD' : 'POST')
+      : new NotFoundError('no such API route; there are POST /api/v1/sync, POST /api/v1/images and GET /api/v1/status');
     sendError(req, res, err, log);
   });
 

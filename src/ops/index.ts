@@ -108,7 +108,7 @@ export function createOps(options: OpsOptions): Ops {
         res.type(contentType).send(body);
       });
       app.use(healthRouter(readiness));
-      app.use('/api/v1', apiRouter({ config: options.config, coordinator, status: () => fullStatus(statusDeps), logger: options.logger }));
+      app.use('/api/v1', apiRouter({ config: options.config, coordinator, status: () => fullStatus(statusDeps), logger: options.logger, onPublished: options.onPublished }));
       app.use(statusPageRouter({ config: options.config, status: () => publicStatus(statusDeps) }));
     },
     observeTftp: (server) => observeTftp(metrics, server),

@@ -142,6 +142,12 @@ ${warnings(status)}
 ${status.sources.map(source)}
 </section>
 
+${status.localImages?.length ? html`<section id="local-images">
+<h2>Local images</h2>
+<p><small>added with <code>maas-mirror images add</code>, published in the same signed tree</small></p>
+<ul class="products">${status.localImages.map(product)}</ul>
+</section>` : ''}
+
 <section id="storage">
 <h2>Storage</h2>
 <dl>

@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js';
 import type { ProgressSnapshot } from '../mirror/progress.js';
 import type { SyncFailure } from '../mirror/sync.js';
 import type { SyncWarning } from '../mirror/selection-warnings.js';
+import { LOCAL_SOURCE } from '../mirror/local-images.js';
 import { Layout } from '../store/layout.js';
 import { readLockHolder } from '../store/lock.js';
 import type { SnapshotInfo } from '../store/snapshots.js';
@@ -60,6 +61,8 @@ export interface PublicStatus {
   readonly snapshots: readonly SnapshotInfo[];
   /** The warnings of the newest sync that ran (a skipped one has none of its own). */
   readonly warnings: readonly SyncWarning[];
+  /** Site-built images (maas-mirror images) the current snapshot publishes. */
+  readonly localImages?: readonly ProductSummary[];
 }
 
 /** GET /api/v1/status (token required): the public status plus history, paths and the lock holder. */
@@ -117,6 +120,7 @@ export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
     disk,
     snapshots,
     warnings: deps.coordinator.history.find((r) => r.result !== 'locked' && r.result !== 'aborted')?.warnings ?? [],
+    localImages: products.filter((p) => p.source === LOCAL_SOURCE),
   };
 }
 

@@ -146,6 +146,18 @@ const cases: Case[] = [
   ['a version_name item', (t) => (nobleItems(t).version_name = { ...nobleItems(t).manifest! }), V_NOBLE, /"version_name" field or item/],
   ['a CentOS version without manifest', (t) => delete c8Items(t).manifest, V_C8, /^item manifest is missing$/],
   ['a CentOS version without root-tgz', (t) => delete c8Items(t)['root-tgz'], V_C8, /^item root-tgz is missing$/],
+  ['a CentOS root-tgz of another ftype', (t) => (c8Items(t)['root-tgz']!.ftype = 'root-tbz'), `${V_C8}.items["root-tgz"]`, /ftype must be root-tgz, not "root-tbz"/],
+  ['a single-file product without release_title', (t) => delete t.products.get(CENTOS)!.products[C8]!.release_title, `${CENTOS} products["${C8}"]`, /^release_title is missing$/],
+  ['a root-dd image as a single-file version', (t) => {
+    const items = c8Items(t);
+    items['root-dd'] = { ...items['root-tgz']!, ftype: 'root-dd' };
+    delete items['root-tgz'];
+  }, V_C8, /root-dd.*MAAS 3.8's simplestreams models carry no root-dd/],
+  ['two single-file products with one os/release/arch', (t) => {
+    const doc = t.products.get(CENTOS)!;
+    doc.products['site:rhel:8:amd64'] = structuredClone(doc.products[C8]!);
+    t.index.index[doc.content_id]!.products = Object.keys(doc.products).sort();
+  }, `${CENTOS} products["site:rhel:8:amd64"]`, /os\/release\/arch centos\/8\/amd64 of .*centos-bases:8:amd64.*could not tell them apart/],
   // bootloaders
   ['a bootloader without arches', (t) => delete t.products.get(BL)!.products[GRUB]!.arches, `${BL} products["${GRUB}"]`, /^arches is missing$/],
   ['a bootloader id without :1:', (t) => rename(t, BL, GRUB, 'com.ubuntu.maas.stable:2:grub-efi-signed:uefi:amd64'), `${BL} products["com.ubuntu.maas.stable:2:grub-efi-signed:uefi:amd64"]`, /must contain ":1:"/],

@@ -91,6 +91,7 @@ interface Seen {
 export function validateForMaas(index: IndexDocument, products: ReadonlyMap<string, ProductsDocument>): MaasProblem[] {
   const r = new Report();
   const byPath = new Map<string, Seen>();
+  const singleFile = new Map<string, string>();
 
   if (index.format !== 'index:1.0') r.add('index', `format must be "index:1.0", not ${JSON.stringify(index.format)}`);
   r.updated('index', index.updated);
@@ -124,13 +125,13 @@ export function validateForMaas(index: IndexDocument, products: ReadonlyMap<stri
       r.add(where, `no products file was given for its path ${entry.path}`);
       continue;
     }
-    checkProductsFile(r, byPath, entry.path, contentId, listed, doc);
+    checkProductsFile(r, byPath, singleFile, entry.path, contentId, listed, doc);
   }
   checkLayout(r, byPath);
   return r.problems;
 }
 
-function checkProductsFile(r: Report, byPath: Map<string, Seen>, file: string, contentId: string, listed: string[] | undefined, doc: ProductsDocument): void {
+function checkProductsFile(r: Report, byPath: Map<string, Seen>, singleFile: Map<string, string>, file: string, contentId: string, listed: string[] | undefined, doc: ProductsDocument): void {
   const d = doc as Obj;
   if (d.format !== 'products:1.0') r.add(file, `format must be "products:1.0", not ${JSON.stringify(d.format)}`);
   if (d.content_id !== contentId) r.add(file, `content_id is ${JSON.stringify(d.content_id)}, but the index lists the file as ${contentId}`);
@@ -164,6 +165,7 @@ function checkProductsFile(r: Report, byPath: Map<string, Seen>, file: string, c
     const kind = kindOf(d, product);
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
     checkProduct(r, byPath, where, productId, kind, d, product);
+    if (kind === 'single-file') noteSelection(r, singleFile, where, product);
   }
   // SimpleStreamsProductListFactory validates the whole file as one model.
   if (kinds.size > 1) {
@@ -219,6 +221,11 @@ function checkVersion(r: Report, where: string, kind: Kind, version: Obj, items:
     for (const n of present) item(n, 'archive.tar.xz', ['src_package', 'src_release', 'src_version']);
     return;
   }
+  const dd = Object.keys(items).find((n) => n.startsWith('root-dd'));
+  if (dd !== undefined && !('root-tgz' in items)) {
+    r.add(where, `item ${dd}: MAAS 3.8's simplestreams models carry no root-dd (disk image) item, so it rejects this version; a single-file image must be a root-tgz`);
+    return;
+  }
   const required = kind === 'single-file' ? ['manifest', 'root-tgz'] : ['boot-kernel', 'boot-initrd', 'manifest'];
   const optional = kind === 'single-file' ? [] : ['squashfs', 'root-image.gz'];
   for (const n of required) {
@@ -231,6 +238,21 @@ function checkVersion(r: Report, where: string, kind: Kind, version: Obj, items:
     r.day(where, version, 'support_eol');
     r.day(where, version, 'support_esm_eol');
   }
+}
+
+/**
+ * Ours: MAAS selects a single-file product by os, release and arch alone
+ * (image_sync's _image_product_matches_selection), so two such products with
+ * the same three, in any products files of the tree, are one selection that
+ * imports both under one name.
+ */
+function noteSelection(r: Report, seen: Map<string, string>, where: string, product: Obj): void {
+  const [os, release, arch] = [product.os, product.release, product.arch];
+  if (!isText(os) || !isText(release) || !isText(arch)) return; // reported by checkProduct
+  const key = JSON.stringify([os, release, arch]);
+  const first = seen.get(key);
+  if (first === undefined) seen.set(key, where);
+  else r.add(where, `has the os/release/arch ${os}/${release}/${arch} of ${first}; MAAS selects single-file images by those three and could not tell them apart`);
 }
 
 /**

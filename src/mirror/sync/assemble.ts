@@ -1,5 +1,5 @@
 import type { MaasProblem } from '../../simplestreams/maas-rules.js';
-import { buildModel, type ContentBuild, type ModelOutcome, type PublishContent } from '../model.js';
+import { buildModel, type ContentBuild, type ModelOutcome, type PublishContent, type PublishModel } from '../model.js';
 import { maasProblems } from '../publish.js';
 
 export interface Rejection {
@@ -27,6 +27,8 @@ export interface AssembleInput {
    * rules, and blaming the filters ("widen it") would send the operator the wrong way.
    */
   readonly nothingToCheck?: boolean;
+  /** Adds what rides along outside the sources (site-built images) to each tree built. */
+  readonly extend?: (model: PublishModel) => PublishModel;
 }
 
 /**
@@ -36,13 +38,17 @@ export interface AssembleInput {
  */
 export function assembleTree(input: AssembleInput): Assembled {
   const { builds, carried, held } = input;
-  const first = buildModel({ builds, carried, held });
+  const build = (rejected?: ReadonlySet<string>): ModelOutcome => {
+    const out = buildModel({ builds, carried, held, rejected });
+    return input.extend ? { ...out, model: input.extend(out.model) } : out;
+  };
+  const first = build();
   if (first.model.fingerprint === input.checkedFingerprint || (input.nothingToCheck && first.model.contents.length === 0)) return { ...first, rejected: [], treeProblems: [] };
   let outcome = first;
   let problems = maasProblems(first.model);
   const rejected: Rejection[] = [];
   if (problems.byProduct.size > 0) {
-    outcome = buildModel({ builds, carried, held, rejected: new Set(problems.byProduct.keys()) });
+    outcome = build(new Set(problems.byProduct.keys()));
     for (const [key, list] of problems.byProduct) {
       const [contentId, productId] = key.split('\u0000') as [string, string];
       const source = builds.find((b) => b.contentId === contentId)?.source ?? 'publish';

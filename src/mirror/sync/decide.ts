@@ -28,6 +28,8 @@ export interface DecideInput {
   readonly carried: boolean;
   /** A file the current snapshot lists was lost and fetched again. */
   readonly repaired: boolean;
+  /** Adds what rides along outside the sources (site-built images) to a tree rebuilt here. */
+  readonly extend?: (model: PublishModel) => PublishModel;
 }
 
 export interface LogNote {
@@ -75,7 +77,7 @@ export function decidePublish(input: DecideInput): Decision {
     // The held tree, not upstream's newest, is what gets re-signed; the hold moves to the new snapshot.
     return {
       action: 'publish',
-      model: buildModel({ builds: [], carried: [...current!.contents], held: input.held }).model,
+      model: (input.extend ?? ((m: PublishModel) => m))(buildModel({ builds: [], carried: [...current!.contents], held: input.held }).model),
       sources: current!.sources,
       hold: activeHold,
       note: { level: 'info', fields: { heldSince: activeHold.since }, message: 'the signing key changed: the rolled-back tree is published again, signed with the new key' },

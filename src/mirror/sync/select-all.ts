@@ -16,12 +16,20 @@ export interface SelectedAll {
  * Phase 2 (pure): apply every source's filters and version limits. One content id comes from one
  * source, and one path holds one content: what breaks either is left out and reported.
  */
-export function selectAll(metas: readonly SourceMetadata[], previous: Published | undefined): SelectedAll {
+export function selectAll(metas: readonly SourceMetadata[], previous: Published | undefined, localContentId: string): SelectedAll {
   const out: SelectedAll = { builds: [], wanted: new Map(), failures: [] };
   const pathOwner = new Map<string, WantedFile>();
   const contentOwner = new Map<string, string>();
   for (const meta of metas) {
     for (const content of meta.contents) {
+      if (content.contentId === localContentId) {
+        out.failures.push({
+          source: meta.source.name,
+          code: REPORT_CODES.contentConflict,
+          message: `content id ${content.contentId} is images.contentId, where local images are published; set images.contentId to another id or narrow this source's contentIds`,
+        });
+        continue;
+      }
       const owner = contentOwner.get(content.contentId);
       if (owner) {
         out.failures.push({

@@ -1,0 +1,83 @@
+import { stat } from 'node:fs/promises';
+import type { Config } from '../config/load.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { addImage, listImages, removeImage, type ImagesContext } from '../mirror/images.js';
+import type { LocalImage } from '../mirror/local-images.js';
+import { SyncProgress } from '../mirror/progress.js';
+import type { Logger } from '../log.js';
+import type { CommandContext } from './commands.js';
+import { formatBytes } from './format.js';
+import { attachProgressBar } from './progress-bar.js';
+
+const USAGE = `usage: maas-mirror images add FILE --os OS --release RELEASE --arch ARCH [--title TITLE] [--subarch generic] [--label stable] [--manifest FILE] [--json]
+       maas-mirror images list [--json]
+       maas-mirror images remove OS/RELEASE/ARCH [--version V] [--json]
+`;
+
+/** `maas-mirror images …`: site-built root tarballs published in the same signed tree. */
+export async function images(ctx: CommandContext, config: Config, logger: (withBar: boolean) => Logger): Promise<number> {
+  const [sub, ...args] = ctx.args;
+  if (sub === 'list' && args.length === 0) return list(ctx, config);
+  if (sub === 'add' && args.length === 1) return add(ctx, config, logger, args[0]!);
+  if (sub === 'remove' && args.length === 1) return remove(ctx, config, logger(false), args[0]!);
+  ctx.stderr.write(USAGE);
+  return ExitCode.usage;
+}
+
+async function add(ctx: CommandContext, config: Config, logger: (withBar: boolean) => Logger, file: string): Promise<number> {
+  const o = ctx.options;
+  if (!o.os || !o.release || !o.arch) throw new UsageError(`images add needs --os, --release and --arch\n${USAGE}`);
+  const progress = new SyncProgress();
+  const bar = !o.json && !o.quiet && ctx.stderr.isTTY ? attachProgressBar(progress, ctx.stderr) : undefined;
+  const images: ImagesContext = { config, logger: logger(bar !== undefined) };
+  try {
+    progress.setPhase('download');
+    progress.plan(1, await stat(file).then((st) => st.size, () => 0));
+    progress.start(file);
+    const result = await addImage(images, {
+      file,
+      os: o.os,
+      release: o.release,
+      arch: o.arch,
+      title: o.title,
+      subarch: o.subarch,
+      label: o.label,
+      manifestFile: o.manifest,
+      onBytes: (n) => progress.bytes(n),
+    });
+    bar?.stop();
+    if (o.json) ctx.stdout.write(JSON.stringify(result, null, 1) + '\n');
+    else {
+      const i = result.image;
+      ctx.stdout.write(
+        `added ${i.os}/${i.release}/${i.arch} version ${i.version} (${formatBytes(i.size)}, sha256 ${i.sha256}, ${result.linked ? 'hard-linked' : 'copied'} into the store)` +
+          `; published snapshot ${result.snapshot}${result.trimmed.length ? `; no longer listed (images.maxVersions): ${result.trimmed.join(', ')}` : ''}\n`,
+      );
+    }
+    return ExitCode.ok;
+  } finally {
+    bar?.stop();
+  }
+}
+
+async function remove(ctx: CommandContext, config: Config, logger: Logger, name: string): Promise<number> {
+  const parts = name.split('/');
+  if (parts.length !== 3 || parts.some((p) => p === '')) throw new UsageError(`name the image as OS/RELEASE/ARCH, e.g. rhel/9/amd64\n${USAGE}`);
+  const [os, release, arch] = parts as [string, string, string];
+  const result = await removeImage({ config, logger }, { os, release, arch }, ctx.options.version);
+  if (ctx.options.json) ctx.stdout.write(JSON.stringify(result, null, 1) + '\n');
+  else ctx.stdout.write(`removed ${result.removed.map((i) => `${i.os}/${i.release}/${i.arch} ${i.version}`).join(', ')}; published snapshot ${result.snapshot}\n`);
+  return ExitCode.ok;
+}
+
+async function list(ctx: CommandContext, config: Config): Promise<number> {
+  const all = await listImages(config);
+  if (ctx.options.json) ctx.stdout.write(JSON.stringify(all, null, 1) + '\n');
+  else if (all.length === 0) ctx.stdout.write('no local images; add one with "maas-mirror images add FILE --os OS --release RELEASE --arch ARCH"\n');
+  else for (const i of all) ctx.stdout.write(line(i));
+  return ExitCode.ok;
+}
+
+function line(i: LocalImage): string {
+  return `${`${i.os}/${i.release}/${i.arch}`.padEnd(24)} ${i.version}  ${formatBytes(i.size).padStart(9)}  ${i.subarch}/${i.label}  ${i.title}  ${i.sha256.slice(0, 12)}\n`;
+}
