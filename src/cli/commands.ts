@@ -31,6 +31,8 @@ export interface CommandContext {
     armor?: boolean;
     output?: string;
     help?: boolean;
+    listen?: string;
+    upstream?: string;
   };
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
@@ -210,6 +212,13 @@ const checkConfig: Command = async (ctx) => {
   return ExitCode.ok;
 };
 
+/** Prints the nginx server block that puts nginx in front of this mirror. */
+const nginxConfigCommand: Command = async (ctx) => {
+  const { nginxConfig } = await import('../ops/nginx-config.js');
+  ctx.stdout.write(nginxConfig(config(ctx), { listen: ctx.options.listen, upstream: ctx.options.upstream }));
+  return ExitCode.ok;
+};
+
 export const commands: Record<string, Command> = {
   sync,
   gc,
@@ -218,6 +227,7 @@ export const commands: Record<string, Command> = {
   snapshots,
   rollback,
   'check-config': checkConfig,
+  'nginx-config': nginxConfigCommand,
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
 };

@@ -18,6 +18,8 @@ Commands:
   rollback [ID]              point "current" at an older snapshot (default: the previous one)
   demo                       mirror a generated upstream on loopback and serve it
   check-config               validate the configuration and print it
+  nginx-config [--listen ADDR] [--upstream URL]
+                             print an nginx server block that serves the tree in front of this mirror
 
 Options:
   --config FILE              configuration file (or MAAS_MIRROR_CONFIG); default config/maas-mirror.yaml
@@ -37,6 +39,8 @@ const OPTIONS = {
   armor: { type: 'boolean' },
   output: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
+  listen: { type: 'string' },
+  upstream: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export async function main(argv: string[]): Promise<number> {

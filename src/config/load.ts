@@ -40,7 +40,7 @@ export interface Config {
     readonly rateLimit: number;
     readonly partialProtection: number;
   };
-  readonly http: { readonly listen: readonly Listen[]; readonly prefix: string; readonly publicUrl: string | undefined };
+  readonly http: { readonly listen: readonly Listen[]; readonly prefix: string; readonly publicUrl: string | undefined; readonly trustedProxies?: readonly string[] };
   readonly tftp: {
     readonly enabled: boolean;
     readonly listen: readonly Listen[];
@@ -186,7 +186,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       keepSnapshots: c.publish.keepSnapshots,
     },
     download: { ...c.download },
-    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
+    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl, trustedProxies: c.http.trustedProxies },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },

@@ -93,6 +93,11 @@ export const configSchema = z
           .default('/maas/images/ephemeral-v3/stable/'),
         /** Public base URL used in the status page's MAAS commands, when behind a proxy. */
         publicUrl: z.url().optional(),
+        /**
+         * Proxies (besides loopback) whose X-Maas-Mirror-Accel header is honoured: nginx in front
+         * (`maas-mirror nginx-config`) then sends held files itself.
+         */
+        trustedProxies: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
       })
       .prefault({}),
     tftp: z
