@@ -42,6 +42,8 @@ export interface CommandContext {
     label?: string;
     manifest?: string;
     version?: string;
+    listen?: string;
+    upstream?: string;
   };
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
@@ -233,6 +235,12 @@ async function reportSavedFilterCheck(ctx: CommandContext, cfg: Config): Promise
     for (const w of c.warnings) ctx.stderr.write(`warning: ${w.code}: ${w.message}\n`);
   }
 }
+/** Prints the nginx server block that puts nginx in front of this mirror. */
+const nginxConfigCommand: Command = async (ctx) => {
+  const { nginxConfig } = await import('../ops/nginx-config.js');
+  ctx.stdout.write(nginxConfig(config(ctx), { listen: ctx.options.listen, upstream: ctx.options.upstream }));
+  return ExitCode.ok;
+};
 
 export const commands: Record<string, Command> = {
   sync,
@@ -242,6 +250,7 @@ export const commands: Record<string, Command> = {
   snapshots,
   rollback,
   'check-config': checkConfig,
+  'nginx-config': nginxConfigCommand,
   serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
   demo: async (ctx) => (await import('./demo.js')).demo(ctx),
   export: async (ctx) => (await import('./export.js')).exportCommand(ctx, config(ctx), (withBar) => cliLogger(ctx, withBar)),

@@ -26,6 +26,8 @@ Commands:
   images list [--json]
   images remove OS/RELEASE/ARCH [--version V] [--json]
                              site-built root tarballs, published in the same signed tree
+  nginx-config [--listen ADDR] [--upstream URL]
+                             print an nginx server block that serves the tree in front of this mirror
 
 Options:
   --config FILE              configuration file (or MAAS_MIRROR_CONFIG); default config/maas-mirror.yaml
@@ -55,6 +57,8 @@ const OPTIONS = {
   label: { type: 'string' },
   manifest: { type: 'string' },
   version: { type: 'string' },
+  listen: { type: 'string' },
+  upstream: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export async function main(argv: string[]): Promise<number> {

@@ -48,6 +48,7 @@ export interface Config {
     /** ms; always set by loadConfig, optional for servers built by hand (the HTTP server's defaults apply). */
     readonly sendTimeout?: number;
     readonly maxConnections?: number;
+    readonly trustedProxies?: readonly string[];
   };
   readonly tftp: {
     readonly enabled: boolean;
@@ -198,7 +199,14 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       keepSnapshots: c.publish.keepSnapshots,
     },
     download: { ...c.download, proxy: c.download.proxy },
-    http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl, sendTimeout: c.http.sendTimeout, maxConnections: c.http.maxConnections },
+    http: {
+      listen: listens(c.http.listen),
+      prefix: c.http.prefix,
+      publicUrl: c.http.publicUrl,
+      sendTimeout: c.http.sendTimeout,
+      maxConnections: c.http.maxConnections,
+      trustedProxies: c.http.trustedProxies,
+    },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     boot: { forward: c.boot.forward },
     schedule: { ...c.schedule },

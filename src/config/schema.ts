@@ -141,6 +141,11 @@ export const configSchema = z
         sendTimeout: duration('60s').pipe(z.number().min(1000, 'must be at least 1s')),
         /** Open connections at once; more are closed as they arrive. */
         maxConnections: z.number().int().min(1).default(1024),
+        /**
+         * Proxies (besides loopback) whose X-Maas-Mirror-Accel header is honoured: nginx in front
+         * (`maas-mirror nginx-config`) then sends held files itself.
+         */
+        trustedProxies: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
       })
       .prefault({}),
     tftp: z

@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js';
 import { childLogger, type Logger } from '../log.js';
 import type { Layout } from '../store/layout.js';
 import { Namespace } from '../store/namespace.js';
+import { trustedPeers } from './accel.js';
 import { AccessLog } from './access-log.js';
 import { ContentCache, type ContentCacheOptions } from './content-cache.js';
 import { sendError } from './errors.js';
@@ -73,6 +74,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     logger,
     pullThrough: typeof options.pullThrough === 'function' ? options.pullThrough : options.pullThrough && createPullThroughHandler(options.pullThrough, logger),
     hot,
+    trustedProxy: trustedPeers(options.config.http.trustedProxies ?? []),
   });
 
   const access = new AccessLog(logger);

@@ -6,6 +6,7 @@ import type { IncomingMessage as Request, ServerResponse as Response } from 'nod
 import { errnoOf, MethodNotAllowedError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { safeRelativePath, type Located, type Namespace, type OpenedFile, type Target } from '../store/namespace.js';
+import { ACCEL_HEADER, accelPathOf, accelPrefixOf, sendAccel } from './accel.js';
 import type { ContentCache } from './content-cache.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
 import { sendError } from './errors.js';
@@ -23,6 +24,8 @@ export interface HandlerDeps {
   readonly pullThrough?: PullThrough;
   /** Ready answers for small files, by request URL; cleared with the content cache. */
   readonly hot: HotAnswers;
+  /** Whether a peer may ask for X-Accel-Redirect answers (nginx in front). */
+  readonly trustedProxy?: (address: string | undefined) => boolean;
 }
 
 const KEYRINGS: Readonly<Record<string, string>> = { 'keyring.gpg': 'public.gpg', 'keyring.asc': 'public.asc' };
@@ -37,7 +40,8 @@ export function createFileHandler(deps: HandlerDeps): (req: Request, res: Respon
   // A remembered answer goes out synchronously: no promise, no microtask.
   return (req: Request, res: Response): Promise<void> | undefined => {
     const hot = deps.hot.get(req.url ?? '');
-    if (hot !== undefined && deps.namespace.trustedId(hot.root) === hot.rootId && (req.method === 'GET' || req.method === 'HEAD')) {
+    // Through nginx in front, even a remembered file is better sent by nginx (see accel.ts).
+    if (hot !== undefined && deps.namespace.trustedId(hot.root) === hot.rootId && (req.method === 'GET' || req.method === 'HEAD') && req.headers[ACCEL_HEADER] === undefined) {
       sendHot(req, res, hot);
       return undefined;
     }
@@ -76,6 +80,12 @@ export function createFileHandler(deps: HandlerDeps): (req: Request, res: Respon
         return;
       }
       try {
+        const accel = deps.trustedProxy ? accelPrefixOf(req, deps.trustedProxy) : undefined;
+        const redirect = accel === undefined ? undefined : accelPathOf(accel, located.target);
+        if (redirect !== undefined) {
+          sendAccel(res, redirect, located.target);
+          return;
+        }
         await serveTarget(req, res, located.target, deps);
         return;
       } catch (err) {
