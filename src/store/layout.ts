@@ -14,6 +14,7 @@ import { join } from 'node:path';
  *   state/<source>.json             conditional-request validators, accepted dates
  *   state/_wanted.json              sha256s the last sync selected: gc keeps them
  *   state/_hold.json                left by rollback: syncs keep current there (see hold.ts)
+ *   state/_history.json             the daemon's recent sync records (status page)
  *   keys/                           the mirror's signing key (0600) and public key
  *   lock                            held by sync and gc
  */
@@ -68,6 +69,10 @@ export class Layout {
   }
   get holdFile(): string {
     return join(this.stateDir, '_hold.json');
+  }
+  /** The daemon's recent sync records, so the status page keeps them across restarts. */
+  get historyFile(): string {
+    return join(this.stateDir, '_history.json');
   }
   get keysDir(): string {
     return join(this.dataDir, 'keys');
