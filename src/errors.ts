@@ -273,3 +273,12 @@ export function errnoOf(err: unknown): string | undefined {
     ? err.code
     : undefined;
 }
+
+/** A file the operator asked a command to write (`-o FILE`) cannot be written there. */
+export class OutputPathError extends MirrorError {
+  readonly code = 'MM_OUTPUT_PATH';
+  override readonly exitCode = ExitCode.usage;
+  constructor(file: string, reason: string, options?: { cause?: unknown }) {
+    super(`cannot write ${file}: ${reason}; choose another -o path or create its folder first`, options);
+  }
+}

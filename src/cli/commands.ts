@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { configPath, loadConfig, type Config } from '../config/load.js';
-import { ExitCode, UsageError } from '../errors.js';
+import { dirname, resolve } from 'node:path';
+import { errnoOf, ExitCode, OutputPathError, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { runSync } from '../mirror/sync.js';
 import { exportPublic, loadOrCreateSigningKey } from '../pgp/keys.js';
@@ -13,7 +14,8 @@ import { listSnapshots, switchCurrent } from '../store/snapshots.js';
 import { verifyStore } from '../store/verify.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { readManifest } from '../store/manifest.js';
-import { formatBytes } from '../format.js';
+import { formatBytes, formatDuration, plural } from '../format.js';
+import type { CommandSpec } from './args.js';
 import { printPlan, printReport } from './format.js';
 import { attachProgressBar } from './progress-bar.js';
 import { SyncProgress } from '../mirror/progress.js';
@@ -32,12 +34,15 @@ export interface CommandContext {
     armor?: boolean;
     output?: string;
     help?: boolean;
+    /** A flag another command declares in its table entry. */
+    [flag: string]: string | boolean | undefined;
   };
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
 }
 
 export type Command = (ctx: CommandContext) => Promise<number>;
+export type CommandEntry = CommandSpec<CommandContext>;
 
 function config(ctx: CommandContext): Config {
   return loadConfig(configPath(ctx.options.config));
@@ -129,17 +134,13 @@ const verify: Command = async (ctx) => {
   }
 };
 
-const keys: Command = async (ctx) => {
-  if (ctx.args[0] !== 'export') {
-    ctx.stderr.write('usage: maas-mirror keys export [--armor] [-o FILE]\n');
-    return ExitCode.usage;
-  }
+const keysExport: Command = async (ctx) => {
   const cfg = config(ctx);
   const layout = new Layout(cfg.dataDir);
-  const key = await loadOrCreateSigningKey(layout.keysDir, cfg.publish.signingKey);
+  const key = await loadOrCreateSigningKey(layout.keysDir, cfg.publish.signingKey, undefined, cfg.publish.keyName);
   const bytes = exportPublic(key, Boolean(ctx.options.armor));
   if (ctx.options.output) {
-    await writeFile(ctx.options.output, bytes);
+    await writeOutput(ctx.options.output, bytes);
     ctx.stderr.write(`wrote the public key ${key.fingerprint} to ${ctx.options.output}\n`);
   } else {
     if (!ctx.options.armor && ctx.stdout.isTTY) {
@@ -149,6 +150,24 @@ const keys: Command = async (ctx) => {
   }
   return ExitCode.ok;
 };
+
+/** Writes what -o names; a path that cannot be written is the operator's to fix (exit 2), not a crash. */
+async function writeOutput(file: string, bytes: Uint8Array): Promise<void> {
+  try {
+    await writeFile(file, bytes);
+  } catch (err) {
+    const reasons: Record<string, string> = {
+      ENOENT: `its folder ${dirname(resolve(file))} does not exist`,
+      ENOTDIR: 'a part of the path is not a folder',
+      EISDIR: 'it is a folder',
+      EACCES: 'permission denied',
+      EPERM: 'permission denied',
+      EROFS: 'the file system is read-only',
+    };
+    const code = errnoOf(err);
+    throw new OutputPathError(file, (code && reasons[code]) ?? (err instanceof Error ? err.message : String(err)), { cause: err });
+  }
+}
 
 const snapshots: Command = async (ctx) => {
   const cfg = config(ctx);
@@ -205,20 +224,77 @@ const rollback: Command = async (ctx) => {
 
 const checkConfig: Command = async (ctx) => {
   const cfg = config(ctx);
-  ctx.stdout.write(
-    JSON.stringify({ ...cfg, api: { token: cfg.api.token ? '[set]' : undefined } }, (k, v) => (v instanceof RegExp ? v.source : v), 1) + '\n',
-  );
+  if (ctx.options.json) {
+    ctx.stdout.write(
+      JSON.stringify({ ...cfg, api: { token: cfg.api.token ? '[set]' : undefined } }, (k, v) => (v instanceof RegExp ? v.source : v), 1) + '\n',
+    );
+  } else {
+    ctx.stdout.write(`${configSummary(cfg)}\n`);
+  }
   return ExitCode.ok;
 };
 
-export const commands: Record<string, Command> = {
-  sync,
-  gc,
-  verify,
-  keys,
-  snapshots,
-  rollback,
-  'check-config': checkConfig,
-  serve: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
-  demo: async (ctx) => (await import('./demo.js')).demo(ctx),
-};
+/** check-config's one line: enough to see at a glance that the right file was read. */
+export function configSummary(cfg: Config): string {
+  const sources = cfg.sources.map((s) => `${s.name}${s.filterText.length > 0 ? `: ${plural(s.filterText.length, 'filter group')}` : ''}`);
+  const listen = (l: readonly { host: string; port: number }[]) => l.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)).join(',');
+  return (
+    `OK ${cfg.file}: ${plural(cfg.sources.length, 'source')} (${sources.join(', ')}), dataDir ${cfg.dataDir}, ` +
+    `http ${listen(cfg.http.listen)}, tftp ${cfg.tftp.enabled ? listen(cfg.tftp.listen) : 'off'}, ` +
+    `sync every ${formatDuration(cfg.schedule.interval)}, API ${cfg.api.token ? 'on' : 'off'}`
+  );
+}
+
+const JSON_FLAG = { type: 'boolean', help: 'print the result as JSON on stdout' } as const;
+const DRY_RUN = { type: 'boolean', help: 'show what would happen; change nothing' } as const;
+
+/**
+ * Every command: name, flags, usage and what runs. To add one, write its
+ * Command and add an entry here; parsing, `--help` and the overview follow.
+ */
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: 'serve',
+    summary: 'run the daemon: HTTP, TFTP, scheduled syncs',
+    run: async (ctx) => (await import('./serve.js')).serve(ctx, config(ctx)),
+  },
+  {
+    name: 'sync',
+    summary: 'replicate the sources and publish a new snapshot',
+    flags: {
+      'dry-run': { type: 'boolean', help: 'print the plan (changes, bytes to fetch); download nothing' },
+      json: { type: 'boolean', help: 'print the report as JSON on stdout' },
+      quiet: { type: 'boolean', help: 'print nothing but errors (for cron)' },
+      'allow-downgrade': { type: 'boolean', help: 'accept metadata older than what was accepted before' },
+      trigger: { type: 'string', value: 'URL', help: 'ask the daemon at URL to sync (MAAS_MIRROR_API_TOKEN) and wait for its result' },
+      token: { type: 'string', value: 'TOKEN', help: 'the API token for --trigger (prefer MAAS_MIRROR_API_TOKEN)' },
+    },
+    run: sync,
+  },
+  { name: 'gc', summary: 'delete blobs no kept snapshot lists', flags: { 'dry-run': DRY_RUN, json: JSON_FLAG }, run: gc },
+  { name: 'verify', summary: 're-hash every blob; quarantine corrupt ones', flags: { json: JSON_FLAG }, run: verify },
+  {
+    name: 'keys export',
+    summary: 'the mirror\'s public key (binary by default, as MAAS wants)',
+    flags: {
+      armor: { type: 'boolean', help: 'ASCII-armored instead of binary' },
+      output: { type: 'string', short: 'o', value: 'FILE', help: 'write to FILE instead of stdout' },
+    },
+    run: keysExport,
+  },
+  { name: 'snapshots', summary: 'list snapshots', flags: { json: JSON_FLAG }, run: snapshots },
+  {
+    name: 'rollback',
+    summary: 'point "current" at an older snapshot (default: the previous one)',
+    args: '[ID]',
+    maxArgs: 1,
+    run: rollback,
+  },
+  { name: 'demo', summary: 'mirror a generated upstream on loopback and serve it', run: async (ctx) => (await import('./demo.js')).demo(ctx) },
+  {
+    name: 'check-config',
+    summary: 'validate the configuration; one line when it is fine',
+    flags: { json: { type: 'boolean', help: 'print the whole resolved configuration (token hidden)' } },
+    run: checkConfig,
+  },
+];

@@ -318,7 +318,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     let snapshot = previous?.manifest.id;
     let published = false;
     // Loaded before deciding: a tree signed by another key than the one MAAS is given must be re-signed.
-    const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey).catch((err: unknown) => {
+    const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey, undefined, config.publish.keyName).catch((err: unknown) => {
       const f = failureOf('publish', err);
       failures.push(f);
       log.error({ code: f.code }, `the signing key cannot be loaded, the current snapshot stays: ${f.message}`);

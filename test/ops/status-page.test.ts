@@ -193,7 +193,7 @@ describe('status page: what it claims is what happened', () => {
       await waitFor(async () => (await ops.publicStatus()).running?.progress.etaSeconds, 30_000, 'a download rate');
       const dom = await chromium(['--dump-dom', '--virtual-time-budget=5000', `${http.url}/`]);
       expect(dom).toMatch(/data-polled="/);
-      expect(visibleText(dom)).toMatch(/download: [\d.]+ [KM]i?B of [\d.]+ [KM]iB, \d+ of \d+ files, [\d.]+ [KM]?i?B\/s, about (\d+ min )?\d+ s left/);
+      expect(visibleText(dom)).toMatch(/download: [\d.]+ [KM]i?B of [\d.]+ [KM]iB, \d+ of \d+ files, [\d.]+ [KM]?i?B\/s, about (\d+ h )?(\d+ min ?)?(\d+ s)? ?left/);
       await ops.coordinator.abort();
       await done;
     } finally {
