@@ -166,7 +166,9 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         this.current = undefined;
         this.records.unshift(record);
         this.records.length = Math.min(this.records.length, this.historySize);
+        // Written before anyone hears of the end: whoever awaits `done` may remove dataDir next.
         this.save();
+        await this.saving;
         this.emit('end', record);
         return record;
       });
