@@ -292,6 +292,12 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   { name: 'demo', summary: 'mirror a generated upstream on loopback and serve it', run: async (ctx) => (await import('./demo.js')).demo(ctx) },
   {
+    name: 'healthcheck',
+    summary: 'exit 0 when the daemon on http.listen answers ready (for container health checks)',
+    flags: { url: { type: 'string', value: 'URL', help: 'probe URL instead (default: /readyz on the first http.listen address)' } },
+    run: async (ctx) => (await import('./healthcheck.js')).healthcheck(ctx, config(ctx)),
+  },
+  {
     name: 'check-config',
     summary: 'validate the configuration; one line when it is fine',
     flags: { json: { type: 'boolean', help: 'print the whole resolved configuration (token hidden)' } },
