@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly when no compiled build is present,
-// so `npm exec maas-mirror` works straight after `npm ci`.
+// Production runs the compiled dist/ (npm run build). A development checkout
+// without a build (or with MAAS_MIRROR_FROM_SOURCE=1) runs the TypeScript
+// sources through tsx, a dev dependency, so `npm ci && npm exec maas-mirror`
+// works straight away; without either, it says how to build.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -10,7 +12,16 @@ const built = join(root, 'dist', 'cli', 'main.js');
 if (existsSync(built) && !process.env.MAAS_MIRROR_FROM_SOURCE) {
   await import(pathToFileURL(built).href);
 } else {
-  const { register } = await import('tsx/esm/api');
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch {
+    process.stderr.write(
+      `maas-mirror: no build in ${join(root, 'dist')} and no tsx to run the sources.\n` +
+        `Build it: cd ${root} && npm ci && npm run build && npm prune --omit=dev\n`,
+    );
+    process.exit(2);
+  }
   register();
   await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
 }

@@ -576,3 +576,13 @@ export class UploadTooLargeError extends MirrorError {
     super(`the upload is larger than images.maxUploadBytes (${limit} bytes); raise it, or run "maas-mirror images add" on the mirror host`);
   }
 }
+
+/** A file the operator asked a command to write (`-o FILE`) cannot be written there. */
+export class OutputPathError extends MirrorError {
+  readonly code = 'MM_OUTPUT_PATH';
+  override readonly statusCode = 400;
+  override readonly exitCode = ExitCode.usage;
+  constructor(file: string, reason: string, options?: { cause?: unknown }) {
+    super(`cannot write ${file}: ${reason}; choose another -o path or create its folder first`, options);
+  }
+}

@@ -11,6 +11,8 @@ import { UpstreamFixture } from '../fixture/upstream.js';
 import { createLogger } from '../log.js';
 import type { CommandContext } from './commands.js';
 import { startDaemon } from './daemon.js';
+import { maasProcedure } from '../ops/maas-procedure.js';
+import { selections } from '../ops/status-page.js';
 
 /** Port `preferred` on loopback if it is free, else any free one. */
 async function pickPort(preferred: number): Promise<number> {
@@ -77,21 +79,22 @@ export async function demo(ctx: CommandContext): Promise<number> {
     const base = `http://127.0.0.1:${daemon.http.addresses[0]!.port}`;
     const tree = `${base}${config.http.prefix}`;
     const tftp = daemon.tftpAddresses[0];
+    const procedure = maasProcedure({ treeUrl: tree, keyringUrl: `${base}/keyring.gpg`, selections: selections(await daemon.ops.publicStatus()) });
     out.write(
       [
         '',
         `first sync: ${record?.result ?? 'unknown'}, snapshot ${record?.snapshot ?? 'none'}`,
         '',
         `status page     ${base}/`,
-        `boot source     ${tree}streams/v1/index.sjson`,
+        `boot source     ${tree}`,
         `mirror keyring  ${base}/keyring.gpg  (also ${join(config.dataDir, 'keys', 'public.gpg')})`,
         `metrics         ${base}/metrics`,
         tftp ? `tftp            tftp ${tftp.host} ${tftp.port} -m binary -c get bootx64.efi` : 'tftp            off (see the log)',
         `config          ${configFile}`,
         '',
-        'On a MAAS region, point the boot source at this mirror:',
-        `  curl -o /etc/maas/maas-mirror.gpg ${base}/keyring.gpg`,
-        `  maas $PROFILE boot-sources create url=${tree} keyring_filename=/etc/maas/maas-mirror.gpg`,
+        'To make a MAAS 3.x region use this mirror, paste this where the MAAS CLI is logged in:',
+        '',
+        procedure,
         '',
         'Ctrl-C stops the demo and removes everything it made.',
         '',

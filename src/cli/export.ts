@@ -9,7 +9,7 @@ import { BlobStore } from '../store/blobs.js';
 import { Layout } from '../store/layout.js';
 import { acquireLock } from '../store/lock.js';
 import type { CommandContext } from './commands.js';
-import { formatBytes } from './format.js';
+import { formatBytes } from '../format.js';
 import { attachProgressBar } from './progress-bar.js';
 
 /** maas-mirror export DIR [--since ID] [--json]: the current snapshot, for a site across an air gap. */
@@ -30,7 +30,7 @@ export async function exportCommand(ctx: CommandContext, cfg: Config, logger: (w
   // Held for the whole export: gc must not prune the snapshot being copied.
   const lock = await acquireLock(layout.lockFile, 'export');
   try {
-    const key = await loadOrCreateSigningKey(layout.keysDir, cfg.publish.signingKey);
+    const key = await loadOrCreateSigningKey(layout.keysDir, cfg.publish.signingKey, undefined, cfg.publish.keyName);
     const report = await exportSnapshot({
       layout,
       store: new BlobStore(layout),

@@ -1,22 +1,12 @@
+import { formatBytes, plural } from '../format.js';
 import type { SyncReport } from '../mirror/sync.js';
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 export function printPlan(out: NodeJS.WritableStream, r: SyncReport): void {
   if (r.plan.changes.length === 0) out.write('no changes: the current snapshot already has everything selected\n');
   for (const c of r.plan.changes) {
     out.write(`${c.action} ${c.productId} ${c.version} (${formatBytes(c.bytes)})\n`);
   }
-  out.write(`to fetch: ${r.plan.filesToFetch} files, ${formatBytes(r.plan.bytesToFetch)}\n`);
+  out.write(`to fetch: ${plural(r.plan.filesToFetch, 'file')}, ${formatBytes(r.plan.bytesToFetch)}\n`);
   printSpace(out, r);
   printWarnings(out, r);
   printFailures(out, r);
@@ -45,11 +35,11 @@ export function printReport(out: NodeJS.WritableStream, r: SyncReport): void {
   const secs = (r.durationMs / 1000).toFixed(1);
   out.write(
     `sync ${r.id}: ${r.result}; ${r.published ? `published snapshot ${r.snapshot}` : `no new snapshot (current: ${r.snapshot ?? 'none'})`}; ` +
-      `fetched ${r.downloaded.files} files, ${formatBytes(r.downloaded.bytes)} in ${secs}s\n`,
+      `fetched ${plural(r.downloaded.files, 'file')}, ${formatBytes(r.downloaded.bytes)} in ${secs}s\n`,
   );
   for (const c of r.plan.changes) out.write(`  ${c.action} ${c.productId} ${c.version}\n`);
   if (r.gc && (r.gc.blobsRemoved > 0 || r.gc.snapshotsRemoved.length > 0)) {
-    out.write(`  gc freed ${formatBytes(r.gc.bytesFreed)} in ${r.gc.blobsRemoved} blobs\n`);
+    out.write(`  gc freed ${formatBytes(r.gc.bytesFreed)} in ${plural(r.gc.blobsRemoved, 'blob')}\n`);
   }
   printWarnings(out, r);
   printFailures(out, r);
@@ -57,6 +47,6 @@ export function printReport(out: NodeJS.WritableStream, r: SyncReport): void {
 
 function printFailures(out: NodeJS.WritableStream, r: SyncReport): void {
   if (r.failures.length === 0) return;
-  out.write(`${r.failures.length} failure${r.failures.length > 1 ? 's' : ''}:\n`);
+  out.write(`${plural(r.failures.length, 'failure')}:\n`);
   for (const f of r.failures) out.write(`  [${f.source}] ${f.code}: ${f.message}\n`);
 }

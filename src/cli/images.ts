@@ -6,27 +6,14 @@ import type { LocalImage } from '../mirror/local-images.js';
 import { SyncProgress } from '../mirror/progress.js';
 import type { Logger } from '../log.js';
 import type { CommandContext } from './commands.js';
-import { formatBytes } from './format.js';
+import { formatBytes } from '../format.js';
 import { attachProgressBar } from './progress-bar.js';
 
-const USAGE = `usage: maas-mirror images add FILE --os OS --release RELEASE --arch ARCH [--title TITLE] [--subarch generic] [--label stable] [--manifest FILE] [--json]
-       maas-mirror images list [--json]
-       maas-mirror images remove OS/RELEASE/ARCH [--version V] [--json]
-`;
-
-/** `maas-mirror images …`: site-built root tarballs published in the same signed tree. */
-export async function images(ctx: CommandContext, config: Config, logger: (withBar: boolean) => Logger): Promise<number> {
-  const [sub, ...args] = ctx.args;
-  if (sub === 'list' && args.length === 0) return list(ctx, config);
-  if (sub === 'add' && args.length === 1) return add(ctx, config, logger, args[0]!);
-  if (sub === 'remove' && args.length === 1) return remove(ctx, config, logger(false), args[0]!);
-  ctx.stderr.write(USAGE);
-  return ExitCode.usage;
-}
-
-async function add(ctx: CommandContext, config: Config, logger: (withBar: boolean) => Logger, file: string): Promise<number> {
+/** `images add FILE --os OS --release RELEASE --arch ARCH …` */
+export async function addCommand(ctx: CommandContext, config: Config, logger: (withBar: boolean) => Logger): Promise<number> {
+  const file = ctx.args[0];
   const o = ctx.options;
-  if (!o.os || !o.release || !o.arch) throw new UsageError(`images add needs --os, --release and --arch\n${USAGE}`);
+  if (!file || !o.os || !o.release || !o.arch) throw new UsageError('images add needs FILE, --os, --release and --arch (maas-mirror images add --help)');
   const progress = new SyncProgress();
   const bar = !o.json && !o.quiet && ctx.stderr.isTTY ? attachProgressBar(progress, ctx.stderr) : undefined;
   const images: ImagesContext = { config, logger: logger(bar !== undefined) };
@@ -60,9 +47,10 @@ async function add(ctx: CommandContext, config: Config, logger: (withBar: boolea
   }
 }
 
-async function remove(ctx: CommandContext, config: Config, logger: Logger, name: string): Promise<number> {
-  const parts = name.split('/');
-  if (parts.length !== 3 || parts.some((p) => p === '')) throw new UsageError(`name the image as OS/RELEASE/ARCH, e.g. rhel/9/amd64\n${USAGE}`);
+/** `images remove OS/RELEASE/ARCH [--version V]` */
+export async function removeCommand(ctx: CommandContext, config: Config, logger: Logger): Promise<number> {
+  const parts = (ctx.args[0] ?? '').split('/');
+  if (parts.length !== 3 || parts.some((p) => p === '')) throw new UsageError('name the image as OS/RELEASE/ARCH, e.g. rhel/9/amd64');
   const [os, release, arch] = parts as [string, string, string];
   const result = await removeImage({ config, logger }, { os, release, arch }, ctx.options.version);
   if (ctx.options.json) ctx.stdout.write(JSON.stringify(result, null, 1) + '\n');
@@ -70,7 +58,8 @@ async function remove(ctx: CommandContext, config: Config, logger: Logger, name:
   return ExitCode.ok;
 }
 
-async function list(ctx: CommandContext, config: Config): Promise<number> {
+/** `images list` */
+export async function listCommand(ctx: CommandContext, config: Config): Promise<number> {
   const all = await listImages(config);
   if (ctx.options.json) ctx.stdout.write(JSON.stringify(all, null, 1) + '\n');
   else if (all.length === 0) ctx.stdout.write('no local images; add one with "maas-mirror images add FILE --os OS --release RELEASE --arch ARCH"\n');

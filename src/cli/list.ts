@@ -4,7 +4,7 @@ import { createLogger } from '../log.js';
 import { readOffer, type SourceOffer } from '../mirror/offer.js';
 import { FilterSyntaxError, parseFilter } from '../simplestreams/filter.js';
 import type { CommandContext } from './commands.js';
-import { formatBytes } from './format.js';
+import { formatBytes } from '../format.js';
 
 /** Values shown per key in the text listing; --json has every value kept. */
 const SHOWN_VALUES = 30;

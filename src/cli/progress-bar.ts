@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { SyncProgress } from '../mirror/progress.js';
-import { formatBytes } from './format.js';
+import { formatBytes } from '../format.js';
 
 /** A one-line bar on a terminal: bytes, rate, ETA and the file in flight. */
 export function attachProgressBar(progress: SyncProgress, stream: NodeJS.WriteStream): { stop(): void } {

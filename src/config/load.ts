@@ -31,7 +31,7 @@ export interface Config {
   readonly file: string;
   readonly dataDir: string;
   readonly sources: readonly SourceConfig[];
-  readonly publish: { readonly signingKey: string | undefined; readonly keepSnapshots: number };
+  readonly publish: { readonly signingKey: string | undefined; readonly keepSnapshots: number; readonly keyName: string };
   readonly download: {
     readonly concurrency: number;
     readonly retries: number;
@@ -197,6 +197,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     publish: {
       signingKey: c.publish.signingKey === undefined ? undefined : rel(c.publish.signingKey),
       keepSnapshots: c.publish.keepSnapshots,
+      keyName: c.publish.keyName,
     },
     download: { ...c.download, proxy: c.download.proxy },
     http: {

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseFilter } from '../simplestreams/filter.js';
@@ -112,6 +113,13 @@ export const configSchema = z
     publish: z
       .strictObject({
         signingKey: z.string().min(1).optional(),
+        /** The user id of a generated signing key, so the keys of tiered mirrors can be told apart. */
+        keyName: z
+          .string()
+          .min(1)
+          .max(200)
+          .regex(/^[^\n\r<>]+$/, 'one line, without < or >')
+          .default(() => `maas-mirror on ${hostname()}`),
         keepSnapshots: z.number().int().min(1).default(3),
       })
       .prefault({}),

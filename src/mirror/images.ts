@@ -206,7 +206,7 @@ async function republish(ctx: ImagesContext, layout: Layout, store: BlobStore, p
   const problems = maasProblems(model);
   const all = [...problems.tree, ...[...problems.byProduct.values()].flat()];
   if (all.length > 0) throw new MaasRulesError('the tree with this change', all);
-  const key = await loadOrCreateSigningKey(layout.keysDir, ctx.config.publish.signingKey);
+  const key = await loadOrCreateSigningKey(layout.keysDir, ctx.config.publish.signingKey, undefined, ctx.config.publish.keyName);
   const sources = previous?.manifest.sources ?? Object.fromEntries(ctx.config.sources.map((s) => [s.name, { url: s.url, onDemand: s.onDemand }]));
   const hold = await readHold(layout);
   const manifest = await publishSnapshot(model, { layout, store, key, logger: ctx.logger, sources, now: ctx.now });

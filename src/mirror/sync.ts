@@ -216,7 +216,7 @@ async function decideAndPublish(
 ): Promise<{ snapshot: string | undefined; published: boolean }> {
   const { layout, config, log, failures } = run;
   // Loaded before deciding: a tree signed by another key than the one MAAS is given must be re-signed.
-  const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey).catch((err: unknown) => {
+  const key = await loadOrCreateSigningKey(layout.keysDir, config.publish.signingKey, undefined, config.publish.keyName).catch((err: unknown) => {
     failures.report(log, 'publish', err, `the signing key cannot be loaded, ${stays(previous)}`);
     return undefined;
   });

@@ -21,6 +21,8 @@ export interface ProductSummary {
   readonly arch?: string;
   readonly subarch?: string;
   readonly label?: string;
+  /** The kernel flavour (generic, lowlatency, …): products differing only in it look alike otherwise. */
+  readonly kflavor?: string;
   /** e.g. "24.04 LTS" */
   readonly title?: string;
   /** Newest first. */
@@ -136,6 +138,7 @@ async function readProducts(layout: Layout, id: string): Promise<ProductSummary[
         arch: field('arch'),
         subarch: field('subarch'),
         label: field('label'),
+        kflavor: field('kflavor'),
         title: field('release_title'),
         versions,
       });

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { SyncProgress } from '../mirror/progress.js';
 import type { SyncWarning } from '../mirror/selection-warnings.js';
 import { newSyncId, runSync, type SyncFailure, type SyncHooks, type SyncOptions, type SyncReport } from '../mirror/sync.js';
+import { readHistory, writeHistory } from './history.js';
 import { syncHooks, type MirrorMetrics, type SyncRunResult } from './metrics.js';
 
 /** Why a sync started: shown in the status and the logs. */
@@ -22,6 +23,10 @@ export interface SyncRecord {
   readonly failures: readonly SyncFailure[];
   /** Filters matching nothing upstream, products dropped from the tree (see SyncWarning). */
   readonly warnings: readonly SyncWarning[];
+  /** How many failures there were, when `failures` was cut short for the history file. */
+  readonly failuresTotal?: number;
+  /** Each source this sync read and how that went (empty when the sync never got to read them). */
+  readonly sources: readonly { readonly name: string; readonly result: 'ok' | 'partial' | 'failed' }[];
   /** The snapshot current after the sync; `published` says whether this sync made it. */
   readonly snapshot: string | null;
   readonly published: boolean;
@@ -68,6 +73,8 @@ export interface CoordinatorEvents {
 export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
   private current: { info: RunningSync; abort: AbortController; done: Promise<SyncRecord> } | undefined;
   private readonly records: SyncRecord[] = [];
+  private restored: Promise<void> | undefined;
+  private saving: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly historySize: number;
 
@@ -91,6 +98,35 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /**
+   * Reads the records an earlier daemon left in state/_history.json, once;
+   * the status awaits it so the page shows the last sync after a restart.
+   */
+  restoreHistory(): Promise<void> {
+    this.restored ??= readHistory(this.options.config().dataDir, this.historySize).then((old) => {
+      const known = new Set(this.records.map((r) => r.id));
+      this.records.push(...old.filter((r) => !known.has(r.id)));
+      this.records.length = Math.min(this.records.length, this.historySize);
+    });
+    return this.restored;
+  }
+
+  /** Resolves once the records written so far are on disk. */
+  flushHistory(): Promise<void> {
+    return this.saving;
+  }
+
+  private save(): void {
+    const records = [...this.records];
+    const dataDir = this.options.config().dataDir;
+    // One write at a time, in order: the file always ends with the newest list.
+    this.saving = this.saving.then(() =>
+      writeHistory(dataDir, records).catch((err: unknown) => {
+        this.options.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not save the sync history; the status page forgets it at restart');
+      }),
+    );
+  }
+
+  /**
    * Starts a sync now and returns its id at once; `done` resolves with its
    * record (never rejects). Throws SyncRunningError when one is running.
    */
@@ -111,15 +147,20 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         durationMs: Date.now() - Date.parse(info.startedAt),
         failures: [],
         warnings: [],
+        sources: [],
         snapshot: null,
         published: false,
         downloaded: { files: 0, bytes: 0 },
         error: { code: isMirrorError(err) ? err.code : REPORT_CODES.internal, message: err instanceof Error ? err.message : String(err) },
       }))
-      .then((record) => {
+      .then(async (record) => {
+        await this.restoreHistory();
         this.current = undefined;
         this.records.unshift(record);
         this.records.length = Math.min(this.records.length, this.historySize);
+        // Written before anyone hears of the end: whoever awaits `done` may remove dataDir next.
+        this.save();
+        await this.saving;
         this.emit('end', record);
         return record;
       });
@@ -140,6 +181,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
   async close(): Promise<void> {
     this.closed = true;
     await this.abort();
+    await this.saving;
   }
 
   private async run(info: RunningSync, signal: AbortSignal): Promise<SyncRecord> {
@@ -196,6 +238,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
         durationMs: Date.now() - started,
         failures: [],
         warnings: [],
+        sources: [],
         snapshot: null,
         published: false,
         downloaded: { files: 0, bytes: 0 },
@@ -226,6 +269,7 @@ function fromReport(base: Pick<SyncRecord, 'id' | 'reason' | 'startedAt'>, r: Sy
     durationMs: r.durationMs,
     failures: r.failures,
     warnings: r.warnings,
+    sources: r.sources.map((s) => ({ name: s.name, result: s.result })),
     snapshot: r.snapshot ?? null,
     published: r.published,
     downloaded: r.downloaded,

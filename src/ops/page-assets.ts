@@ -28,7 +28,7 @@ td code { overflow-wrap: anywhere; }
 pre { background: var(--bg); border: 1px solid var(--line); border-radius: 6px; padding: .6rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 0 .45rem; border-radius: 999px; font-size: .8rem; font-weight: 600; color: #fff; background: var(--muted); }
 .badge.ok { background: var(--ok); } .badge.partial, .badge.locked, .badge.aborted { background: var(--warn); } .badge.failed { background: var(--bad); }
-.badge.running { background: var(--accent); }
+.badge.running { background: var(--accent); } .badge.kflavor { background: #5a4fcf; }
 progress, meter { width: 100%; height: 1.1rem; accent-color: var(--accent); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
@@ -51,6 +51,11 @@ export const SCRIPT = `
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
     return (i === 0 ? n : n.toFixed(1)) + " " + u[i];
   }
+  function duration(s) {
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+    return Math.floor(s / 3600) + " h" + (Math.floor((s % 3600) / 60) ? " " + Math.floor((s % 3600) / 60) + " min" : "");
+  }
   function set(id, text) { var e = document.getElementById(id); if (e) e.textContent = text; }
   function show(st) {
     var r = st.running;
@@ -61,7 +66,8 @@ export const SCRIPT = `
     if (p.fraction === null) bar.removeAttribute("value"); else bar.value = p.fraction;
     set("sync-id", r.id + " (" + r.reason + ")");
     set("progress-text", p.phase + ": " + bytes(p.bytesDone) + " of " + bytes(p.bytesTotal) + ", " +
-      p.filesDone + " of " + p.filesTotal + " files, " + bytes(p.rate) + "/s");
+      p.filesDone + " of " + p.filesTotal + (p.filesTotal === 1 ? " file, " : " files, ") + bytes(p.rate) + "/s" +
+      (p.etaSeconds === null ? "" : ", about " + duration(p.etaSeconds) + " left"));
     var ul = document.getElementById("current-files");
     while (ul.firstChild) ul.removeChild(ul.firstChild);
     p.current.forEach(function (f) { var li = document.createElement("li"); li.textContent = f; ul.appendChild(li); });

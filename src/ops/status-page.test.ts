@@ -18,7 +18,8 @@ function status(over: Partial<PublicStatus> = {}): PublicStatus {
       {
         name: 'stable',
         url: 'https://images.maas.io/ephemeral-v3/stable/',
-        verified: true,
+        verify: true,
+        check: { state: 'verified', sync: 'sync-1', at: '2026-11-26T19:00:00.000Z', code: null },
         onDemand: false,
         filters: [['arch=amd64', 'release~^(jammy|noble)$']],
         contentIds: null,
@@ -44,20 +45,17 @@ function status(over: Partial<PublicStatus> = {}): PublicStatus {
 }
 
 describe('mirrorUrls', () => {
-  it('uses the Host the browser used', () => {
-    expect(mirrorUrls(http(), 'mirror.lan:8080')).toEqual({ tree: `http://mirror.lan:8080${PREFIX}`, keyring: 'http://mirror.lan:8080/keyring.gpg' });
-    expect(mirrorUrls(http(), '[fd00::1]:8080').tree).toBe(`http://[fd00::1]:8080${PREFIX}`);
-  });
-  it('ignores a Host header that is not a host, falling back to the listen address', () => {
-    expect(mirrorUrls(http(), 'a b"<x>').tree).toBe(`http://THIS-HOST:8080${PREFIX}`);
-    expect(mirrorUrls(http({ listen: [{ host: '10.1.2.3', port: 80 }] }), undefined).tree).toBe(`http://10.1.2.3:80${PREFIX}`);
+  it('takes the address from the listen address, with this host\'s name for a wildcard', () => {
+    expect(mirrorUrls(http(), 'mirror.lan')).toEqual({ tree: `http://mirror.lan:8080${PREFIX}`, keyring: 'http://mirror.lan:8080/keyring.gpg' });
+    expect(mirrorUrls(http({ listen: [{ host: '10.1.2.3', port: 80 }] })).tree).toBe(`http://10.1.2.3:80${PREFIX}`);
+    expect(mirrorUrls(http({ listen: [{ host: 'fd00::1', port: 8080 }] })).tree).toBe(`http://[fd00::1]:8080${PREFIX}`);
   });
   it('prefers publicUrl, given as the base or as the tree URL', () => {
-    expect(mirrorUrls(http({ publicUrl: 'https://proxy.example/mirror' }), 'ignored:1')).toEqual({
+    expect(mirrorUrls(http({ publicUrl: 'https://proxy.example/mirror' }))).toEqual({
       tree: `https://proxy.example/mirror${PREFIX}`,
       keyring: 'https://proxy.example/mirror/keyring.gpg',
     });
-    expect(mirrorUrls(http({ publicUrl: `https://proxy.example${PREFIX}` }), undefined)).toEqual({
+    expect(mirrorUrls(http({ publicUrl: `https://proxy.example${PREFIX}` }))).toEqual({
       tree: `https://proxy.example${PREFIX}`,
       keyring: 'https://proxy.example/keyring.gpg',
     });
@@ -66,11 +64,11 @@ describe('mirrorUrls', () => {
 
 describe('maasCommands', () => {
   it('names the tree, the keyring and a selection per release of what is held', () => {
-    const text = maasCommands(status(), mirrorUrls(http(), 'mirror.lan:8080'));
-    expect(text).toContain(`maas $PROFILE boot-sources create url=http://mirror.lan:8080${PREFIX} keyring_filename=/etc/maas/maas-mirror.gpg`);
-    expect(text).toContain('curl -fsSL -o /etc/maas/maas-mirror.gpg http://mirror.lan:8080/keyring.gpg');
-    expect(text).toContain("boot-source-selections create $SOURCE_ID os=ubuntu release=jammy arches=amd64 subarches='*' labels='*'");
-    expect(text).toContain("boot-source-selections create $SOURCE_ID os=ubuntu release=noble arches=amd64,arm64 subarches='*' labels='*'");
+    const text = maasCommands(status(), mirrorUrls(http(), 'mirror.lan'));
+    expect(text).toContain(`maas $PROFILE boot-sources create url=http://mirror.lan:8080${PREFIX} keyring_data@=maas-mirror.gpg`);
+    expect(text).toContain('curl -fsSL -o maas-mirror.gpg http://mirror.lan:8080/keyring.gpg');
+    expect(text).toContain(`boot-source-selections create "$SOURCE_ID" os=ubuntu release=jammy arches=amd64 'subarches=*' 'labels=*'`);
+    expect(text).toContain(`boot-source-selections create "$SOURCE_ID" os=ubuntu release=noble arches=amd64,arm64 'subarches=*' 'labels=*'`);
     // Bootloaders are not selected: MAAS takes them whatever the selections.
     expect(text).not.toContain('grub-efi');
   });
@@ -89,13 +87,14 @@ describe('renderStatusPage', () => {
         durationMs: 60_000,
         failures: [{ source: EVIL, code: 'MM_X', message: EVIL, path: EVIL }],
         warnings: [],
+        sources: [],
         snapshot: EVIL,
         published: true,
         downloaded: { files: 1, bytes: 1 },
         error: null,
       },
     });
-    const page = renderStatusPage(s, mirrorUrls(http(), 'mirror.lan:8080')).value;
+    const page = renderStatusPage(s, mirrorUrls(http(), 'mirror.lan')).value;
     expect(page).not.toContain('<script>alert');
     expect(page).toContain('&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;');
     // The one script element is ours.
@@ -103,7 +102,7 @@ describe('renderStatusPage', () => {
   });
 
   it('shows the progress bar only while a sync runs', () => {
-    const idle = renderStatusPage(status(), mirrorUrls(http(), 'h:1')).value;
+    const idle = renderStatusPage(status(), mirrorUrls(http(), 'h')).value;
     expect(idle).toContain('data-running="0"');
     expect(idle).toMatch(/<div id="progress" hidden>/);
     const running = renderStatusPage(
@@ -112,10 +111,10 @@ describe('renderStatusPage', () => {
           id: 'sync-1',
           reason: 'api',
           startedAt: '2026-11-26T19:00:00.000Z',
-          progress: { phase: 'download', filesTotal: 10, filesDone: 4, bytesTotal: 1000, bytesDone: 420, rate: 100, current: ['a/b/squashfs'], startedAt: '2026-11-26T19:00:00.000Z', fraction: 0.42 },
+          progress: { phase: 'download', filesTotal: 10, filesDone: 4, bytesTotal: 1000, bytesDone: 420, rate: 100, current: ['a/b/squashfs'], startedAt: '2026-11-26T19:00:00.000Z', fraction: 0.42, etaSeconds: 6 },
         },
       }),
-      mirrorUrls(http(), 'h:1'),
+      mirrorUrls(http(), 'h'),
     ).value;
     expect(running).toContain('data-running="1"');
     expect(running).toContain('<div id="progress">');
@@ -124,7 +123,7 @@ describe('renderStatusPage', () => {
   });
 
   it('allows exactly its own inline style and script through the CSP', () => {
-    const page = renderStatusPage(status(), mirrorUrls(http(), 'h:1')).value;
+    const page = renderStatusPage(status(), mirrorUrls(http(), 'h')).value;
     const script = /<script>([\s\S]*?)<\/script>/.exec(page)![1]!;
     const style = /<style>([\s\S]*?)<\/style>/.exec(page)![1]!;
     const sha = (t: string) => `'sha256-${createHash('sha256').update(t).digest('base64')}'`;

@@ -1,11 +1,13 @@
+import { hostname } from 'node:os';
 import { Router, type Request, type Response } from 'express';
-import { formatBytes } from '../cli/format.js';
 import type { Config, Listen } from '../config/load.js';
+import { formatBytes, formatDuration, plural } from '../format.js';
 import type { ProductSummary } from './catalog.js';
 import type { SyncRecord } from './coordinator.js';
 import { html, raw, type SafeHtml } from './html.js';
+import { maasProcedure, type MaasSelection } from './maas-procedure.js';
 import { CONTENT_SECURITY_POLICY, SCRIPT, STYLE } from './page-assets.js';
-import type { PublicStatus, SourceStatus } from './status.js';
+import type { ProgressStatus, PublicStatus, SourceCheck, SourceStatus } from './status.js';
 
 export interface StatusPageDeps {
   readonly status: () => Promise<PublicStatus>;
@@ -23,9 +25,9 @@ export function statusPageRouter(deps: StatusPageDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     res.json(await deps.status());
   });
-  router.get('/', async (req: Request, res: Response) => {
+  router.get('/', async (_req: Request, res: Response) => {
     const status = await deps.status();
-    const urls = mirrorUrls(deps.config().http, req.headers.host);
+    const urls = mirrorUrls(deps.config().http);
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Content-Security-Policy', CONTENT_SECURITY_POLICY);
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -41,14 +43,14 @@ export interface MirrorUrls {
   readonly keyring: string;
 }
 
-const HOST_RE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
 /**
- * The URLs MAAS should use. http.publicUrl wins (behind a proxy); it may be
- * the server's base URL or the tree's URL itself. Otherwise the Host the
- * browser used, which reached us, so MAAS on the same network can too.
+ * The URLs MAAS should use, from the configuration only (never from the
+ * request's Host header, which a client chooses). http.publicUrl wins
+ * (behind a proxy); it may be the server's base URL or the tree's URL
+ * itself. Otherwise the first listen address, with this host's name for a
+ * wildcard address.
  */
-export function mirrorUrls(http: Config['http'], hostHeader: string | undefined): MirrorUrls {
+export function mirrorUrls(http: Config['http'], host: string = hostname()): MirrorUrls {
   const prefix = http.prefix;
   let base: string;
   if (http.publicUrl) {
@@ -57,52 +59,47 @@ export function mirrorUrls(http: Config['http'], hostHeader: string | undefined)
     const root = path.endsWith(prefix) ? path.slice(0, path.length - prefix.length) : path.replace(/\/$/, '');
     base = `${u.protocol}//${u.host}${root}`;
   } else {
-    const host = hostHeader && HOST_RE.test(hostHeader) ? hostHeader : fallbackHost(http.listen[0]);
-    base = `http://${host}`;
+    base = `http://${listenHost(http.listen[0], host)}`;
   }
   return { tree: `${base}${prefix}`, keyring: `${base}/keyring.gpg` };
 }
 
-function fallbackHost(l: Listen | undefined): string {
-  if (!l || l.host === '0.0.0.0' || l.host === '::') return `THIS-HOST:${l?.port ?? 8080}`;
+function listenHost(l: Listen | undefined, host: string): string {
+  const port = l?.port ?? 8080;
+  if (!l || l.host === '0.0.0.0' || l.host === '::') return `${host}:${port}`;
   return l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
 }
 
-/** The MAAS CLI lines for this mirror, with selections for what it holds. */
+/** The MAAS procedure for this mirror, with selections for the OS images it holds. */
 export function maasCommands(status: PublicStatus, urls: MirrorUrls): string {
-  const keyring = '/etc/maas/maas-mirror.gpg';
-  const lines = [
-    '# 1. On every region controller: the mirror\'s public key',
-    `sudo curl -fsSL -o ${keyring} ${urls.keyring}`,
-    '#    (snap-installed MAAS: use /var/snap/maas/common/maas-mirror.gpg, below too)',
-    '',
-    '# 2. Add the mirror as a boot source; note the id it prints',
-    `maas $PROFILE boot-sources create url=${urls.tree} keyring_filename=${keyring}`,
-    '',
-    '# 3. Choose what to import from it (SOURCE_ID from step 2)',
-    ...selections(status).map((s) => `maas $PROFILE boot-source-selections create $SOURCE_ID ${s}`),
-    '',
-    '# 4. Import, and optionally drop the images.maas.io source',
-    'maas $PROFILE boot-resources import',
-    'maas $PROFILE boot-sources read   # then: maas $PROFILE boot-source delete <its id>',
-  ];
-  return lines.join('\n');
+  return maasProcedure({ treeUrl: urls.tree, keyringUrl: urls.keyring, selections: selections(status) });
 }
 
-function selections(status: PublicStatus): string[] {
-  const byRelease = new Map<string, Set<string>>();
+/** One selection per os and release, with every arch the mirror holds for it. Bootloaders need none: MAAS takes them whatever the selections. */
+export function selections(status: PublicStatus): MaasSelection[] {
+  const byRelease = new Map<string, { os: string; release: string; arches: Set<string> }>();
   for (const s of status.sources) {
     for (const p of s.products) {
       if (!p.os || !p.release || !p.arch) continue;
-      const key = `os=${p.os} release=${p.release}`;
-      const arches = byRelease.get(key) ?? new Set<string>();
-      arches.add(p.arch);
-      byRelease.set(key, arches);
+      const key = JSON.stringify([p.os, p.release]);
+      const entry = byRelease.get(key) ?? { os: p.os, release: p.release, arches: new Set<string>() };
+      entry.arches.add(p.arch);
+      byRelease.set(key, entry);
     }
   }
-  if (byRelease.size === 0) return ["os=ubuntu release=noble arches=amd64 subarches='*' labels='*'"];
-  return [...byRelease].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, arches]) => `${k} arches=${[...arches].sort().join(',')} subarches='*' labels='*'`);
+  return [...byRelease]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, e]) => ({ os: e.os, release: e.release, arches: [...e.arches].sort() }));
 }
+
+/**
+ * One section of the page. The page is these in order: to add one (say a
+ * warnings block), write a function from the status to a <section> and put
+ * it in SECTIONS.
+ */
+export type PageSection = (status: PublicStatus, urls: MirrorUrls) => SafeHtml | string;
+
+export const SECTIONS: readonly PageSection[] = [syncSection, sourcesSection, localImagesSection, storageSection, snapshotsSection, maasSection];
 
 export function renderStatusPage(status: PublicStatus, urls: MirrorUrls): SafeHtml {
   const r = status.running;
@@ -120,7 +117,17 @@ export function renderStatusPage(status: PublicStatus, urls: MirrorUrls): SafeHt
 <h1>maas-mirror</h1>
 <p class="muted">version ${status.version} · current snapshot <code>${status.current ?? 'none yet'}</code> · ${fmtTime(status.time)}</p>
 </header>
+${SECTIONS.map((section) => section(status, urls))}
+</main>
+<script>${raw(SCRIPT)}</script>
+</body>
+</html>
+`;
+}
 
+function syncSection(status: PublicStatus): SafeHtml {
+  const r = status.running;
+  return html`
 <section id="sync">
 <h2>Sync</h2>
 <div id="progress"${r ? '' : raw(' hidden')}>
@@ -135,28 +142,46 @@ export function renderStatusPage(status: PublicStatus, urls: MirrorUrls): SafeHt
 </dl>
 ${failures(status.lastSync)}
 ${warnings(status)}
-</section>
+</section>`;
+}
 
-<section id="sources">
-<h2>Sources</h2>
-${status.sources.map(source)}
-</section>
+function warnings(status: PublicStatus): SafeHtml | string {
+  if (status.warnings.length === 0) return '';
+  return html`<div id="warnings"><h3>Warnings</h3><ul class="warnings">${status.warnings.map((w) => html`<li><code>${w.code}</code> ${w.message}</li>`)}</ul></div>`;
+}
 
-${status.localImages?.length ? html`<section id="local-images">
+function localImagesSection(status: PublicStatus): SafeHtml | string {
+  if (!status.localImages?.length) return '';
+  return html`
+<section id="local-images">
 <h2>Local images</h2>
 <p><small>added with <code>maas-mirror images add</code>, published in the same signed tree</small></p>
 <ul class="products">${status.localImages.map(product)}</ul>
-</section>` : ''}
+</section>`;
+}
 
+function sourcesSection(status: PublicStatus): SafeHtml {
+  return html`
+<section id="sources">
+<h2>Sources</h2>
+${status.sources.map(source)}
+</section>`;
+}
+
+function storageSection(status: PublicStatus): SafeHtml {
+  return html`
 <section id="storage">
 <h2>Storage</h2>
 <dl>
-<dt>Store</dt><dd>${status.store ? `${formatBytes(status.store.bytes)} in ${status.store.blobs} files` : 'not measured yet'}</dd>
+<dt>Store</dt><dd>${status.store ? `${formatBytes(status.store.bytes)} in ${plural(status.store.blobs, 'file')}` : 'not measured yet'}</dd>
 <dt>Disk</dt><dd>${status.disk ? `${formatBytes(status.disk.used)} used of ${formatBytes(status.disk.total)}, ${formatBytes(status.disk.available)} free` : 'unknown'}</dd>
 </dl>
 ${status.disk && status.disk.total > 0 ? html`<meter min="0" max="1" high="0.9" value="${(status.disk.used / status.disk.total).toFixed(3)}"></meter>` : ''}
-</section>
+</section>`;
+}
 
+function snapshotsSection(status: PublicStatus): SafeHtml {
+  return html`
 <section id="snapshots">
 <h2>Snapshots</h2>
 ${
@@ -169,28 +194,51 @@ ${
       )}</tbody>
 </table></div>`
 }
-</section>
+</section>`;
+}
 
+function maasSection(status: PublicStatus, urls: MirrorUrls): SafeHtml {
+  return html`
 <section id="maas">
 <h2>Use this mirror in MAAS</h2>
-<pre>${maasCommands(status, urls)}</pre>
+<p class="muted">Paste into a shell where the MAAS CLI is logged in (MAAS 3.x). It adds this mirror, selects what it holds, removes images.maas.io and imports.</p>
+<pre id="maas-commands">${maasCommands(status, urls)}</pre>
 <p class="muted">The keyring is also at <code>${urls.keyring.replace(/\.gpg$/, '.asc')}</code> (armored).</p>
-</section>
-</main>
-<script>${raw(SCRIPT)}</script>
-</body>
-</html>
-`;
+</section>`;
 }
 
 function source(s: SourceStatus): SafeHtml {
-  return html`<h3>${s.name} <span class="badge ${s.verified ? 'ok' : 'failed'}">${s.verified ? 'signature verified' : 'NOT verified'}</span>${s.onDemand ? html` <span class="badge">on demand</span>` : ''}</h3>
-<p><code>${s.url}</code><br><small>newest ${s.maxVersions} version${s.maxVersions > 1 ? 's' : ''} per product${s.filters.length > 0 ? html` · filters: ${s.filters.map((g) => html`<code>${g.join(' & ')}</code> `)}` : ''} · ${formatBytes(s.bytes)}</small></p>
+  return html`<h3>${s.name} ${checkBadge(s.check)}${s.onDemand ? html` <span class="badge">on demand</span>` : ''}</h3>
+<p><code>${s.url}</code><br><small>newest ${plural(s.maxVersions, 'version')} per product${filterGroups(s.filters)} · ${formatBytes(s.bytes)}</small></p>
 ${
   s.products.length === 0
     ? html`<p class="muted">nothing published from this source yet</p>`
     : html`<ul class="products">${[...s.products].sort(imagesFirst).map(product)}</ul>`
 }`;
+}
+
+/** The badge says what the last sync found, not what the configuration asks for. */
+function checkBadge(c: SourceCheck): SafeHtml {
+  const when = c.at ? ` (${fmtTime(c.at)})` : '';
+  switch (c.state) {
+    case 'verified':
+      return html`<span class="badge ok" title="sync ${c.sync}${when}">signature verified</span>`;
+    case 'invalid':
+      return html`<span class="badge failed" title="sync ${c.sync}${when}">signature refused: ${c.code}</span>`;
+    case 'unreachable':
+      return html`<span class="badge failed" title="sync ${c.sync}${when}">not verified: last sync could not read it${c.code ? ` (${c.code})` : ''}</span>`;
+    case 'unchecked':
+      return html`<span class="badge">not checked yet</span>`;
+    case 'off':
+      return html`<span class="badge failed">signatures NOT checked (verify: false)</span>`;
+  }
+}
+
+/** Groups are ORed, terms inside a group ANDed: shown that way, so one long line is not mistaken for one condition. */
+function filterGroups(groups: readonly (readonly string[])[]): SafeHtml | string {
+  if (groups.length === 0) return '';
+  const shown = groups.map((g, i) => html`${i > 0 ? html` <strong>or</strong> ` : ''}<code class="filter-group">${g.join(' and ')}</code>`);
+  return html` · filters: ${groups.length > 1 ? 'one of ' : ''}${shown}`;
 }
 
 /** OS images (what MAAS selections name) before bootloaders and the rest. */
@@ -204,44 +252,37 @@ function product(p: ProductSummary): SafeHtml {
   const name = p.os
     ? [p.os, p.release, p.title ? `(${p.title})` : undefined, p.arch, p.subarch].filter(Boolean).join(' ')
     : p.id;
-  return html`<li><strong>${name}</strong>${p.versions.map(
-    (v) => html`<br><code>${v.version}</code> <small>· ${v.files} files · ${formatBytes(v.bytes)}</small>`,
+  const flavour = p.kflavor ? html` <span class="badge kflavor">${p.kflavor} kernel</span>` : '';
+  return html`<li><strong>${name}</strong>${flavour}${p.versions.map(
+    (v) => html`<br><code>${v.version}</code> <small>· ${plural(v.files, 'file')} · ${formatBytes(v.bytes)}</small>`,
   )}${name !== p.id ? html`<br><small><code>${p.id}</code></small>` : ''}</li>`;
 }
 
 function lastSync(r: SyncRecord | null): SafeHtml {
-  if (!r) return html`<span class="muted">none since the daemon started</span>`;
+  if (!r) return html`<span class="muted">none yet</span>`;
   const label = r.result === 'locked' ? 'skipped: another run held the lock' : r.result;
-  return html`<span class="badge ${r.result}">${label}</span> <code>${r.id}</code> (${r.reason}), ended ${fmtTime(r.finishedAt)} after ${fmtDuration(r.durationMs)}${
-    r.downloaded.files > 0 ? `, fetched ${formatBytes(r.downloaded.bytes)} in ${r.downloaded.files} files` : ''
+  return html`<span class="badge ${r.result}">${label}</span> <code>${r.id}</code> (${r.reason}), ended ${fmtTime(r.finishedAt)} after ${formatDuration(r.durationMs)}${
+    r.downloaded.files > 0 ? `, fetched ${formatBytes(r.downloaded.bytes)} in ${plural(r.downloaded.files, 'file')}` : ''
   }${r.published ? html`, published <code>${r.snapshot}</code>` : r.snapshot ? html`, <code>${r.snapshot}</code> stays current` : ''}`;
 }
 
 function failures(r: SyncRecord | null): SafeHtml | string {
   if (!r || (r.failures.length === 0 && (!r.error || r.result === 'locked'))) return '';
+  const total = r.failuresTotal ?? r.failures.length;
   const items = [
     ...(r.error && r.result !== 'locked' ? [html`<li><code>${r.error.code}</code> ${r.error.message}</li>`] : []),
     ...r.failures.slice(0, 50).map((f) => html`<li><code>${f.code}</code> ${f.source}: ${f.message}</li>`),
   ];
-  return html`<h3>Failures</h3><ul class="failures">${items}</ul>${r.failures.length > 50 ? html`<p class="muted">and ${r.failures.length - 50} more (GET /api/v1/status)</p>` : ''}`;
+  const shown = Math.min(50, r.failures.length);
+  return html`<h3>Failures</h3><ul class="failures">${items}</ul>${total > shown ? html`<p class="muted">and ${total - shown} more (GET /api/v1/status)</p>` : ''}`;
 }
 
-function warnings(status: PublicStatus): SafeHtml | string {
-  if (status.warnings.length === 0) return '';
-  return html`<div id="warnings"><h3>Warnings</h3><ul class="warnings">${status.warnings.map((w) => html`<li><code>${w.code}</code> ${w.message}</li>`)}</ul></div>`;
-}
-
-function progressText(p: NonNullable<PublicStatus['running']>['progress']): string {
-  return `${p.phase}: ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}, ${p.filesDone} of ${p.filesTotal} files, ${formatBytes(p.rate)}/s`;
+/** The script's poll writes the same words (page-assets.ts): keep the two in step. */
+export function progressText(p: ProgressStatus): string {
+  const eta = p.etaSeconds !== null ? `, about ${formatDuration(p.etaSeconds * 1000)} left` : '';
+  return `${p.phase}: ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}, ${p.filesDone} of ${plural(p.filesTotal, 'file')}, ${formatBytes(p.rate)}/s${eta}`;
 }
 
 function fmtTime(iso: string): string {
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z').replace(/Z$/, ' UTC');
-}
-
-function fmtDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
-  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }

@@ -16,8 +16,10 @@ export interface SourceStatus {
   readonly name: string;
   /** Without any user:password part. */
   readonly url: string;
-  /** Signatures are checked (sources[].verify). */
-  readonly verified: boolean;
+  /** Signatures are checked (sources[].verify): configuration, not a result. */
+  readonly verify: boolean;
+  /** What the newest sync that read this source found: the page's badge shows this, never the configuration. */
+  readonly check: SourceCheck;
   readonly onDemand: boolean;
   readonly filters: readonly (readonly string[])[];
   readonly contentIds: readonly string[] | null;
@@ -28,10 +30,26 @@ export interface SourceStatus {
   readonly bytes: number;
 }
 
+/**
+ * verified: the last sync read this source and its signatures held; invalid:
+ * a signature was refused; unreachable: the last sync could not read the
+ * source (DNS, HTTP, …), so nothing was checked; unchecked: no sync has read
+ * it yet; off: verify is false.
+ */
+export interface SourceCheck {
+  readonly state: 'verified' | 'invalid' | 'unreachable' | 'unchecked' | 'off';
+  readonly sync: string | null;
+  readonly at: string | null;
+  /** The failure that made it invalid or unreachable. */
+  readonly code: string | null;
+}
+
 export interface ProgressStatus extends Omit<ProgressSnapshot, 'startedAt'> {
   readonly startedAt: string;
   /** 0..1 of the bytes to fetch, or null before the plan is known. */
   readonly fraction: number | null;
+  /** Seconds left at the current rate, while downloading with a known total. */
+  readonly etaSeconds: number | null;
 }
 
 export interface RunningStatus {
@@ -86,6 +104,7 @@ export interface StatusDeps {
 /** Reads the status from caches and a few cheap syscalls: cheap enough for a 2 s poll. */
 export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
   const config = deps.config();
+  await deps.coordinator.restoreHistory();
   const [snapshots, products, disk] = await Promise.all([
     deps.catalog.snapshots().catch(() => []),
     deps.catalog.products().catch(() => []),
@@ -102,7 +121,8 @@ export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
       return {
         name: s.name,
         url: stripCredentials(s.url),
-        verified: s.verify,
+        verify: s.verify,
+        check: sourceCheck(s.name, s.verify, deps.coordinator.history),
         onDemand: s.onDemand,
         filters: s.filterText,
         contentIds: s.contentIds?.map((r) => r.source) ?? null,
@@ -151,7 +171,25 @@ function progressStatus(p: ProgressSnapshot): ProgressStatus {
     current: p.current.slice(0, 16),
     startedAt: new Date(p.startedAt).toISOString(),
     fraction: p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : p.phase === 'download' || p.phase === 'metadata' ? null : 1,
+    etaSeconds: p.phase === 'download' && p.rate > 0 && p.bytesTotal > p.bytesDone ? Math.ceil((p.bytesTotal - p.bytesDone) / p.rate) : null,
   };
+}
+
+const SIGNATURE_CODES = new Set(['MM_SIGNATURE_INVALID']);
+
+/** The newest record that says anything about this source decides; older ones are history. */
+export function sourceCheck(name: string, verify: boolean, history: readonly SyncRecord[]): SourceCheck {
+  if (!verify) return { state: 'off', sync: null, at: null, code: null };
+  for (const r of history) {
+    const mine = r.sources.find((s) => s.name === name);
+    if (!mine) continue;
+    const base = { sync: r.id, at: r.finishedAt };
+    if (mine.result !== 'failed') return { ...base, state: 'verified', code: null };
+    const failure = r.failures.find((f) => f.source === name);
+    const code = failure?.code ?? null;
+    return { ...base, state: code !== null && SIGNATURE_CODES.has(code) ? 'invalid' : 'unreachable', code };
+  }
+  return { state: 'unchecked', sync: null, at: null, code: null };
 }
 
 async function diskStatus(dataDir: string): Promise<DiskStatus | null> {

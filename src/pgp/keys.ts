@@ -28,6 +28,8 @@ export async function loadOrCreateSigningKey(
   keysDir: string,
   configured: string | undefined,
   passphrase = process.env.MAAS_MIRROR_SIGNING_PASSPHRASE,
+  /** The user id a generated key gets (publish.keyName); a configured key keeps its own. */
+  keyName = 'maas-mirror signing key',
 ): Promise<SigningKey> {
   await mkdir(keysDir, { recursive: true, mode: 0o700 });
   const file = configured ?? join(keysDir, GENERATED_KEY_FILE);
@@ -40,7 +42,7 @@ export async function loadOrCreateSigningKey(
     }
   }
   if (armored === undefined) {
-    armored = await generate(file);
+    armored = await generate(file, keyName);
   }
   let privateKey: openpgp.PrivateKey;
   try {
@@ -64,11 +66,11 @@ export async function loadOrCreateSigningKey(
   return { privateKey, publicKey, fingerprint: privateKey.getFingerprint().toUpperCase(), file };
 }
 
-async function generate(file: string): Promise<string> {
+async function generate(file: string, keyName: string): Promise<string> {
   const { privateKey } = await openpgp.generateKey({
     type: 'ecc',
     curve: 'curve25519Legacy',
-    userIDs: [{ name: 'maas-mirror signing key' }],
+    userIDs: [{ name: keyName }],
     format: 'armored',
     config: { v6Keys: false },
   });

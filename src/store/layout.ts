@@ -15,6 +15,7 @@ import { join } from 'node:path';
  *   state/_wanted.json              sha256s the last sync selected: gc keeps them
  *   state/_hold.json                left by rollback: syncs keep current there (see hold.ts)
  *   state/_exports/<id>.json        what an export of snapshot <id> held, for a later --since
+ *   state/_history.json             the daemon's recent sync records (status page)
  *   keys/                           the mirror's signing key (0600) and public key
  *   lock                            held by sync and gc
  */
@@ -72,6 +73,11 @@ export class Layout {
   }
   exportRecord(id: string): string {
     return join(this.stateDir, '_exports', `${id}.json`);
+  }
+
+  /** The daemon's recent sync records, so the status page keeps them across restarts. */
+  get historyFile(): string {
+    return join(this.stateDir, '_history.json');
   }
   get keysDir(): string {
     return join(this.dataDir, 'keys');

@@ -93,7 +93,7 @@ describe('API: with a token', () => {
     expect(s.store.bytes).toBe(record.downloaded.bytes);
     expect(s.disk.total).toBeGreaterThan(0);
     const src = s.sources[0];
-    expect(src).toMatchObject({ name: 'stable', url: env.server.url, verified: true, maxVersions: 1 });
+    expect(src).toMatchObject({ name: 'stable', url: env.server.url, verify: true, check: { state: 'verified' }, maxVersions: 1 });
     const noble = src.products.find((p: { id: string }) => p.id === 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04');
     expect(noble).toMatchObject({ os: 'ubuntu', release: 'noble', arch: 'amd64', versions: [{ version: '20250709', files: expect.any(Number), bytes: expect.any(Number) }] });
     expect(noble.versions[0].bytes).toBeGreaterThan(0);

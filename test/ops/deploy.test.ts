@@ -72,7 +72,13 @@ describe('Dockerfile', () => {
     const userIdx = ins.indexOf(users.at(-1)!);
     // Nothing after the switch runs as root again.
     expect(ins.slice(userIdx).filter((i) => i.op === 'RUN')).toEqual([]);
-    expect(ins.find((i) => i.op === 'RUN' && i.args.includes('useradd'))?.args).toMatch(/useradd --system .*maas-mirror$/m);
+    const useradd = ins.find((i) => i.op === 'RUN' && i.args.includes('useradd'))?.args;
+    expect(useradd).toMatch(/useradd --system .*maas-mirror$/m);
+    // A pinned uid/gid, the one the README tells operators to give the data folder to.
+    const uid = /useradd --system --uid (\d+) /.exec(useradd!)?.[1];
+    expect(useradd).toContain(`groupadd --system --gid ${uid} maas-mirror`);
+    expect(await readFile(join(PROJECT_ROOT, 'README.md'), 'utf8')).toContain(`install -d -o ${uid} -g ${uid} /srv/maas-mirror/data`);
+    expect(await dockerfile).toContain(`install -d -o ${uid} -g ${uid} /srv/maas-mirror/data`);
     const entry = JSON.parse(ins.find((i) => i.op === 'ENTRYPOINT')!.args) as string[];
     expect(entry.slice(0, 2)).toEqual(['/usr/bin/tini', '--']);
     expect(ins.find((i) => i.op === 'RUN' && i.args.includes('apt-get install'))?.args).toMatch(/\btini\b/);
@@ -84,7 +90,8 @@ describe('Dockerfile', () => {
 
   it('declares the volumes, ports and configuration path', async () => {
     const ins = parseDockerfile(await dockerfile).filter((i) => i.stage === 1);
-    expect(JSON.parse(ins.find((i) => i.op === 'VOLUME')!.args)).toEqual(['/etc/maas-mirror', '/var/lib/maas-mirror']);
+    // Only the data: an anonymous volume on the configuration folder would hide the image's default from later runs.
+    expect(ins.filter((i) => i.op === 'VOLUME').map((i) => JSON.parse(i.args) as string[])).toEqual([['/var/lib/maas-mirror']]);
     expect(ins.find((i) => i.op === 'EXPOSE')!.args.split(' ').sort()).toEqual(['69/udp', '8080']);
     expect(ins.find((i) => i.op === 'ENV')!.args).toContain('MAAS_MIRROR_CONFIG=/etc/maas-mirror/maas-mirror.yaml');
   });
@@ -120,33 +127,47 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('has a HEALTHCHECK that really tells ready from not ready with node alone', async () => {
+  it('has a HEALTHCHECK that follows the configured port and really tells ready from not ready', async () => {
     const ins = parseDockerfile(await dockerfile);
     const hc = ins.find((i) => i.op === 'HEALTHCHECK' && i.stage === 1)!.args;
     const cmd = JSON.parse(/CMD (\[.*\])$/.exec(hc)![1]!) as string[];
-    expect(cmd[0]).toBe('node');
-    expect(hc).not.toMatch(/curl|wget/);
-    const env = ins.find((i) => i.op === 'ENV')!.args;
-    expect(env).toMatch(/MAAS_MIRROR_HEALTH_URL=http:\/\/127\.0\.0\.1:8080\/readyz/);
+    expect(cmd).toEqual(['node', '/opt/maas-mirror/bin/maas-mirror.js', 'healthcheck']);
+    expect(hc).not.toMatch(/curl|wget|8080/);
 
     const dataDir = await mkdtemp(join(tmpdir(), 'mm-hc-'));
-    const config = parseConfig(JSON.stringify({ dataDir, sources: [{ name: 's', url: 'http://127.0.0.1:9/', verify: false }] }), join(dataDir, 'c.yaml'), {});
-    const http = await listen(opsApp(makeOps({ config: () => config })));
-    const probe = (url: string) =>
-      run(cmd[0]!, cmd.slice(1), { env: { ...process.env, MAAS_MIRROR_HEALTH_URL: url } }).then(
+    const http = await listen(opsApp(makeOps({ config: () => parseConfig(JSON.stringify({ dataDir, sources: [{ name: 's', url: 'http://127.0.0.1:9/', verify: false }] }), join(dataDir, 'c.yaml'), {}) })));
+    // The daemon's configuration moved HTTP to another port: the probe reads it from there.
+    const configFile = join(dataDir, 'maas-mirror.yaml');
+    await writeFile(configFile, JSON.stringify({ dataDir, sources: [{ name: 's', url: 'http://127.0.0.1:9/', verify: false }], http: { listen: `0.0.0.0:${http.port}` } }));
+    const probe = (...extra: string[]) =>
+      run(process.execPath, [join(PROJECT_ROOT, 'bin', 'maas-mirror.js'), ...cmd.slice(2), ...extra], {
+        env: { ...process.env, MAAS_MIRROR_CONFIG: configFile, MAAS_MIRROR_FROM_SOURCE: '1' },
+      }).then(
         () => 0,
         (err: { code?: number }) => err.code ?? -1,
       );
     try {
-      expect(await probe(`${http.url}/readyz`)).toBe(1); // no snapshot yet
-      expect(await probe(`${http.url}/livez`)).toBe(0);
-      expect(await probe('http://127.0.0.1:9/readyz')).toBe(1); // nothing listening
+      expect(await probe()).toBe(1); // no snapshot yet
+      expect(await probe('--url', `${http.url}/livez`)).toBe(0);
+      expect(await probe('--url', 'http://127.0.0.1:9/readyz')).toBe(1); // nothing listening
     } finally {
       await http.close();
       await rm(dataDir, { recursive: true, force: true });
     }
-  });
+  }, 60_000);
 });
+
+/** A node_modules holding only what package-lock.json marks as production dependencies: what `npm prune --omit=dev` leaves. */
+async function productionModules(dir: string): Promise<void> {
+  const lock = JSON.parse(await readFile(join(PROJECT_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  await mkdir(dir);
+  for (const [path, meta] of Object.entries(lock.packages)) {
+    const name = /^node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(path)?.[1];
+    if (!name || meta.dev || !existsSync(join(PROJECT_ROOT, path))) continue;
+    if (name.startsWith('@')) await mkdir(join(dir, name.split('/')[0]!), { recursive: true });
+    await symlink(join(PROJECT_ROOT, path), join(dir, name));
+  }
+}
 
 describe('npm run build', () => {
   let out: string;
@@ -171,16 +192,29 @@ describe('npm run build', () => {
     expect(existsSync(join(out, 'dist', 'ops', 'index.js'))).toBe(true);
     expect(existsSync(join(out, 'dist', 'ops', 'html.test.js'))).toBe(false);
 
-    // /opt/maas-mirror in the image: package.json, node_modules, dist, bin.
+    // /opt/maas-mirror after `npm prune --omit=dev`: package.json, the production dependencies only, dist, bin.
     await copyFile(join(PROJECT_ROOT, 'package.json'), join(out, 'package.json'));
-    await symlink(join(PROJECT_ROOT, 'node_modules'), join(out, 'node_modules'));
+    await productionModules(join(out, 'node_modules'));
+    expect(existsSync(join(out, 'node_modules', 'tsx'))).toBe(false);
+    expect(existsSync(join(out, 'node_modules', 'typescript'))).toBe(false);
     await mkdir(join(out, 'bin'));
     await copyFile(join(PROJECT_ROOT, 'bin', 'maas-mirror.js'), join(out, 'bin', 'maas-mirror.js'));
+    const version = (JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     for (const entry of [join(out, 'dist', 'cli', 'main.js'), join(out, 'bin', 'maas-mirror.js')]) {
       const { stdout } = await run(process.execPath, [entry, '--help'], { cwd: out });
       expect(stdout).toContain('Usage: maas-mirror <command>');
       expect(stdout).toContain('serve');
+      expect((await run(process.execPath, [entry, '--version'], { cwd: out })).stdout).toBe(`maas-mirror ${version}\n`);
     }
+    // Without a build and without tsx: a clear exit 2 saying how to build.
+    await rm(join(out, 'dist'), { recursive: true });
+    const bare = await run(process.execPath, [join(out, 'bin', 'maas-mirror.js'), '--help'], { cwd: out }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain(`no build in ${join(out, 'dist')} and no tsx to run the sources`);
+    expect(bare.stderr).toContain('npm ci && npm run build && npm prune --omit=dev');
     await writeFile(join(out, 'ok'), '');
   }, 120_000);
 });
@@ -223,6 +257,22 @@ describe('systemd unit', () => {
     // The token never sits in the unit itself.
     expect(await unit).not.toMatch(/^Environment=MAAS_MIRROR_API_TOKEN/m);
     expect(s.get('Install.WantedBy')).toEqual(['multi-user.target']);
+  });
+
+  it('says how to install with steps that build with the dev dependencies and run without them', async () => {
+    const steps = (await unit)
+      .split('\n')
+      .filter((l) => l.startsWith('#') && /\bnpm\b/.test(l))
+      .join('\n');
+    expect(steps).toContain('npm ci && npm run build && npm prune --omit=dev');
+    // `npm ci --omit=dev` leaves no tsc for `npm run build`.
+    expect(steps).not.toMatch(/npm ci --omit=dev/);
+    const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
+    expect(pkg.scripts!.build).toMatch(/^tsc /);
+    expect(pkg.devDependencies!.typescript).toBeDefined();
+    expect(pkg.devDependencies!.tsx).toBeDefined();
+    expect(pkg.dependencies!.tsx).toBeUndefined();
+    expect((await unit).match(/^ExecStart=.*$/m)![0]).toBe('ExecStart=/usr/bin/node /opt/maas-mirror/bin/maas-mirror.js serve');
   });
 
   it('passes systemd-analyze verify without a warning', async () => {
