@@ -551,6 +551,8 @@ export const REPORT_CODES = {
   metadataInvalid: 'MM_METADATA_INVALID',
   internal: 'MM_INTERNAL',
   imageClash: 'MM_IMAGE_CLASH',
+  /** Also SignatureError's code: the status page reads it back from recorded failures. */
+  signatureInvalid: 'MM_SIGNATURE_INVALID',
 } as const;
 /** `images add` refuses a file or a name: nothing was stored or published. */
 export class ImageRefusedError extends MirrorError {

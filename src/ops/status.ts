@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Config } from '../config/load.js';
+import { REPORT_CODES } from '../errors.js';
 import type { ProgressSnapshot } from '../mirror/progress.js';
 import type { SyncFailure } from '../mirror/sync.js';
 import type { SyncWarning } from '../mirror/selection-warnings.js';
@@ -175,7 +176,7 @@ function progressStatus(p: ProgressSnapshot): ProgressStatus {
   };
 }
 
-const SIGNATURE_CODES = new Set(['MM_SIGNATURE_INVALID']);
+const SIGNATURE_CODES = new Set<string>([REPORT_CODES.signatureInvalid]);
 
 /** The newest record that says anything about this source decides; older ones are history. */
 export function sourceCheck(name: string, verify: boolean, history: readonly SyncRecord[]): SourceCheck {
