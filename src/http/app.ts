@@ -9,7 +9,7 @@ import { AccessLog } from './access-log.js';
 import { ContentCache, type ContentCacheOptions } from './content-cache.js';
 import { sendError } from './errors.js';
 import { createFileHandler } from './handler.js';
-import { HotAnswers } from './hot.js';
+import { ReadyAnswers } from './ready-answers.js';
 import { createPullThroughHandler, type PullThrough, type PullThroughSource } from './pull-through.js';
 
 /*
@@ -65,7 +65,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   const logger = childLogger(options.logger, { component: 'http' });
   const namespace = options.namespace ?? new Namespace({ layout: options.layout, logger });
   const cache = new ContentCache(options.cache);
-  const hot = new HotAnswers();
+  const ready = new ReadyAnswers();
   const files = createFileHandler({
     namespace,
     cache,
@@ -73,7 +73,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     keysDir: options.layout.keysDir,
     logger,
     pullThrough: typeof options.pullThrough === 'function' ? options.pullThrough : options.pullThrough && createPullThroughHandler(options.pullThrough, logger),
-    hot,
+    ready,
     trustedProxy: trustedPeers(options.config.http.trustedProxies ?? []),
   });
 
@@ -98,7 +98,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     invalidate(): void {
       namespace.invalidate();
       cache.clear();
-      hot.clear();
+      ready.clear();
     },
     namespace,
     serveFile(req: IncomingMessage, res: ServerResponse): void {

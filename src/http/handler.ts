@@ -11,7 +11,7 @@ import type { ContentCache } from './content-cache.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
 import { sendError } from './errors.js';
 import type { PullThrough } from './pull-through.js';
-import { sendHot, type HotAnswers } from './hot.js';
+import { sendReady, type ReadyAnswers } from './ready-answers.js';
 import { sendEntity } from './send.js';
 
 export interface HandlerDeps {
@@ -23,7 +23,7 @@ export interface HandlerDeps {
   readonly logger: Logger;
   readonly pullThrough?: PullThrough;
   /** Ready answers for small files, by request URL; cleared with the content cache. */
-  readonly hot: HotAnswers;
+  readonly ready: ReadyAnswers;
   /** Whether a peer may ask for X-Accel-Redirect answers (nginx in front). */
   readonly trustedProxy?: (address: string | undefined) => boolean;
 }
@@ -39,10 +39,10 @@ export function createFileHandler(deps: HandlerDeps): (req: Request, res: Respon
   const treePrefix = deps.prefix.replace(/^\/+/, '');
   // A remembered answer goes out synchronously: no promise, no microtask.
   return (req: Request, res: Response): Promise<void> | undefined => {
-    const hot = deps.hot.get(req.url ?? '');
+    const known = deps.ready.get(req.url ?? '');
     // Through nginx in front, even a remembered file is better sent by nginx (see accel.ts).
-    if (hot !== undefined && deps.namespace.trustedId(hot.root) === hot.rootId && (req.method === 'GET' || req.method === 'HEAD') && req.headers[ACCEL_HEADER] === undefined) {
-      sendHot(req, res, hot);
+    if (known !== undefined && deps.namespace.trustedId(known.root) === known.rootId && (req.method === 'GET' || req.method === 'HEAD') && req.headers[ACCEL_HEADER] === undefined) {
+      sendReady(req, res, known);
       return undefined;
     }
     return answer(req, res);
@@ -135,7 +135,7 @@ async function serveTarget(req: Request, res: Response, target: Target, deps: Ha
       negotiated: compressible(target.kind, target.path, got.data.length),
       body: { kind: 'buffer' as const, data: got.data },
     };
-    deps.hot.remember(req.url ?? '', target.kind === 'bootloader' ? 'bootloaders' : 'current', target.rootId, entity);
+    deps.ready.remember(req.url ?? '', target.kind === 'bootloader' ? 'bootloaders' : 'current', target.rootId, entity);
     await sendEntity(req, res, entity);
     return;
   }

@@ -12,7 +12,7 @@ import { readManifest } from '../store/manifest.js';
 import { SNAPSHOT_ID_RE } from '../store/snapshots.js';
 import { copyVerified, holdsVerified } from './export-copy.js';
 import { renderExportTree } from './export-tree.js';
-import { readPublished } from './previous.js';
+import { readPublished } from './published.js';
 import type { SyncProgress } from './progress.js';
 
 export interface ExportOptions {

@@ -25,7 +25,7 @@ import {
   type LocalImage,
 } from './local-images.js';
 import { buildModel, type PublishContent } from './model.js';
-import { readPublished, type Published } from './previous.js';
+import { readPublished, type Published } from './published.js';
 import { maasProblems, publishSnapshot } from './publish.js';
 
 /** A manifest given with --manifest is a package list: a few hundred KiB in practice. */

@@ -4,7 +4,7 @@ import { flattenProducts } from '../simplestreams/flatten.js';
 import { nearest, unmatchedFilters, type UnmatchedFilter } from '../simplestreams/unmatched.js';
 import type { IndexDocument } from '../simplestreams/types.js';
 import type { PublishModel } from './model.js';
-import type { Published } from './previous.js';
+import type { Published } from './published.js';
 import type { SourceContent } from './source.js';
 
 /** Something an operator must hear about although nothing failed: a selection that drops images unasked. */

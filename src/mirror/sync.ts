@@ -15,8 +15,8 @@ import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalConte
 import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { checkSpace, type SpaceCheck } from './space.js';
 import type { SourceMetadata } from './source.js';
-import { diffPlan } from './plan.js';
-import { readPublished, type Published } from './previous.js';
+import { diffVersions } from './version-diff.js';
+import { readPublished, type Published } from './published.js';
 import { SyncProgress } from './progress.js';
 import { assembleTree, type Assembled } from './sync/assemble.js';
 import { Failures, type SyncRun } from './sync/context.js';
@@ -120,7 +120,7 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
       snapshot: previous?.manifest.id,
       published: false,
       sources: [...read.failed, ...read.metas.map((m) => ({ name: m.source.name, result: 'ok' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
-      plan: { changes: diffPlan(previous?.contents, preview.contents), filesToFetch: missing.length, bytesToFetch },
+      plan: { changes: diffVersions(previous?.contents, preview.contents), filesToFetch: missing.length, bytesToFetch },
       downloaded: { files: 0, bytes: 0 },
       failures: failures.list,
       warnings,
@@ -184,7 +184,7 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
     snapshot,
     published,
     sources,
-    plan: { changes: diffPlan(previous?.contents, tree.model.contents), filesToFetch: missing.length, bytesToFetch },
+    plan: { changes: diffVersions(previous?.contents, tree.model.contents), filesToFetch: missing.length, bytesToFetch },
     downloaded,
     failures: failures.list,
     warnings,

@@ -1,6 +1,6 @@
 import type { BlobStore } from '../../store/blobs.js';
 import type { ContentBuild } from '../model.js';
-import type { Published } from '../previous.js';
+import type { Published } from '../published.js';
 import type { WantedFile } from '../select.js';
 
 export interface Inventory {

@@ -1,7 +1,7 @@
 import { AbortedError } from '../../errors.js';
 import { StateStore } from '../../store/state.js';
 import type { PublishContent } from '../model.js';
-import type { Published } from '../previous.js';
+import type { Published } from '../published.js';
 import { readSource, type SourceMetadata } from '../source.js';
 import type { SyncRun } from './context.js';
 import type { SourceReport } from './report.js';

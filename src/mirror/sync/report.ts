@@ -1,6 +1,6 @@
 import { isMirrorError, REPORT_CODES } from '../../errors.js';
 import type { GcReport } from '../../store/gc.js';
-import type { PlanChange } from '../plan.js';
+import type { VersionChange } from '../version-diff.js';
 import type { SyncWarning } from '../selection-warnings.js';
 import type { SpaceCheck } from '../space.js';
 
@@ -32,7 +32,7 @@ export interface SyncReport {
   readonly snapshot: string | undefined;
   readonly published: boolean;
   readonly sources: SourceReport[];
-  readonly plan: { changes: PlanChange[]; filesToFetch: number; bytesToFetch: number };
+  readonly plan: { changes: VersionChange[]; filesToFetch: number; bytesToFetch: number };
   readonly downloaded: { files: number; bytes: number };
   readonly failures: SyncFailure[];
   /** Nothing failed, but images may be missing unasked: filters matching nothing, products dropped. */

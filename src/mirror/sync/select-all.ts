@@ -1,6 +1,6 @@
 import { REPORT_CODES } from '../../errors.js';
 import type { ContentBuild } from '../model.js';
-import type { Published } from '../previous.js';
+import type { Published } from '../published.js';
 import { selectContent, type WantedFile } from '../select.js';
 import type { SourceMetadata } from '../source.js';
 import type { SyncFailure } from './report.js';

@@ -1,6 +1,6 @@
 import type { PublishContent } from './model.js';
 
-export interface PlanChange {
+export interface VersionChange {
   readonly action: '+' | '-';
   readonly contentId: string;
   readonly productId: string;
@@ -9,13 +9,13 @@ export interface PlanChange {
 }
 
 /** Versions the next snapshot adds (+) and drops (−) against the current one. */
-export function diffPlan(
+export function diffVersions(
   before: ReadonlyMap<string, PublishContent> | undefined,
   after: readonly PublishContent[],
-): PlanChange[] {
+): VersionChange[] {
   const key = (c: string, p: string, v: string) => JSON.stringify([c, p, v]);
   const collect = (contents: Iterable<PublishContent>) => {
-    const m = new Map<string, PlanChange>();
+    const m = new Map<string, VersionChange>();
     for (const c of contents) {
       for (const [productId, product] of Object.entries(c.doc.products)) {
         for (const [version, v] of Object.entries(product.versions)) {
@@ -30,7 +30,7 @@ export function diffPlan(
   };
   const old = collect(before?.values() ?? []);
   const now = collect(after);
-  const out: PlanChange[] = [];
+  const out: VersionChange[] = [];
   for (const [k, c] of now) if (!old.has(k)) out.push(c);
   for (const [k, c] of old) if (!now.has(k)) out.push({ ...c, action: '-' });
   return out.sort((a, b) =>

@@ -11,7 +11,7 @@ import { commonHeaders, gzipTag, sendEntity } from './send.js';
  * ask for the same few URLs over and over; answering those without a path
  * walk, a lookup or an await is what lets one process keep up with them.
  */
-export interface HotAnswer {
+export interface ReadyAnswer {
   /** Which link the bytes were found through, and what it named then. */
   readonly root: 'current' | 'bootloaders';
   readonly rootId: string;
@@ -25,10 +25,10 @@ export interface HotAnswer {
 /** Request headers that make an answer depend on more than the URL. */
 const SPECIAL = ['range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'] as const;
 
-export class HotAnswers {
+export class ReadyAnswers {
   // Keys are request URLs, so bound them: odd spellings of one path must not grow memory.
   // Bytes are shared with the content cache; the bound covers what outlives it there.
-  private readonly answers: LRUCache<string, HotAnswer>;
+  private readonly answers: LRUCache<string, ReadyAnswer>;
 
   constructor(maxBytes = 32 * 1024 * 1024) {
     this.answers = new LRUCache({
@@ -38,11 +38,11 @@ export class HotAnswers {
     });
   }
 
-  get(url: string): HotAnswer | undefined {
+  get(url: string): ReadyAnswer | undefined {
     return this.answers.get(url);
   }
 
-  remember(url: string, root: HotAnswer['root'], rootId: string, entity: HotAnswer['entity']): void {
+  remember(url: string, root: ReadyAnswer['root'], rootId: string, entity: ReadyAnswer['entity']): void {
     if (this.answers.get(url)?.rootId === rootId) return;
     this.answers.set(url, {
       root,
@@ -63,7 +63,7 @@ export class HotAnswers {
  * path (same entity, so the same rules); a plain GET or HEAD writes the
  * prepared header list and the bytes in one go.
  */
-export function sendHot(req: IncomingMessage, res: ServerResponse, hot: HotAnswer): void {
+export function sendReady(req: IncomingMessage, res: ServerResponse, hot: ReadyAnswer): void {
   const h = req.headers;
   for (const name of SPECIAL) {
     if (h[name] !== undefined) {
