@@ -51,6 +51,7 @@ export interface Config {
     readonly maxTransfers: number;
     readonly maxTransfersPerClient: number;
   };
+  readonly bootloaders: { readonly maxUnpackedBytes: number; readonly maxEntries: number; readonly unpackTimeout: number };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number };
   readonly api: { readonly token: string | undefined };
 }
@@ -188,6 +189,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     download: { ...c.download },
     http: { listen: listens(c.http.listen), prefix: c.http.prefix, publicUrl: c.http.publicUrl },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
+    bootloaders: { ...c.bootloaders },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
   };

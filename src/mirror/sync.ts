@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import { AbortedError, isMirrorError, MaasRulesError } from '../errors.js';
+import { AbortedError, ArchiveRefusedError, isMirrorError, MaasRulesError } from '../errors.js';
 import { loadOrCreateSigningKey } from '../pgp/keys.js';
 import { BlobStore } from '../store/blobs.js';
+import { archiveLimits } from '../store/archive-unpack.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { collectGarbage, readWanted, writeWanted, type GcReport } from '../store/gc.js';
 import { Layout } from '../store/layout.js';
@@ -56,6 +57,8 @@ export interface SyncFailure {
   readonly message: string;
   readonly path?: string;
   readonly url?: string;
+  /** The product a failure belongs to, when it is one product's (a refused bootloader archive). */
+  readonly product?: string;
 }
 
 export interface SyncReport {
@@ -372,9 +375,9 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         else if (hold !== undefined) await clearHold(layout);
         try {
           // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
-          await unpackBootloaders(layout, manifest, log);
+          await unpackBootloaders(layout, manifest, log, { limits: archiveLimits(config.bootloaders), signal: opts.signal });
         } catch (err) {
-          const f = failureOf('bootloaders', err);
+          const f = { ...failureOf('bootloaders', err), ...refusedArchiveOf(err) };
           failures.push(f);
           log.error({ code: f.code }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
         }
@@ -431,6 +434,11 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
 function failureOf(source: string, err: unknown): SyncFailure {
   if (isMirrorError(err)) return { source, code: err.code, message: err.message };
   return { source, code: 'MM_INTERNAL', message: errMessage(err) };
+}
+
+/** Which product and archive a refused bootloader archive was. */
+function refusedArchiveOf(err: unknown): Pick<SyncFailure, 'product' | 'path'> {
+  return err instanceof ArchiveRefusedError ? { product: err.productId, path: err.archive } : {};
 }
 
 function errMessage(err: unknown): string {

@@ -38,6 +38,11 @@ export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
   timeoutMs: 60_000,
 };
 
+/** The limits the `bootloaders` configuration section sets. */
+export function archiveLimits(c: { maxUnpackedBytes: number; maxEntries: number; unpackTimeout: number }): ArchiveLimits {
+  return { maxUnpackedBytes: c.maxUnpackedBytes, maxEntries: c.maxEntries, timeoutMs: c.unpackTimeout };
+}
+
 /** xz's own cap on its decoder's memory: `xz -9` archives need 65 MiB; a header asking for more is refused. */
 export const XZ_MEMLIMIT_BYTES = 128 * 1024 * 1024;
 
