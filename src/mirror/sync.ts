@@ -293,14 +293,14 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
 
     // Publish what is complete.
     progress.setPhase('publish');
-    let { model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
+    let { model, incomplete, conflicts } = buildModel({ builds, carried, held: (sha) => held.has(sha) });
     // MAAS fails a whole products file (and the import) for one bad product: leave such products out
     // (their previous versions stay), and publish nothing if the tree itself would be rejected.
     // A tree identical to the published one was checked when it was published: a no-op resync skips the walk.
     const unchanged = previous !== undefined && previous.manifest.fingerprint === model.fingerprint && !repaired;
     let problems = unchanged ? { byProduct: new Map<string, MaasProblem[]>(), tree: [] } : maasProblems(model);
     if (problems.byProduct.size > 0) {
-      ({ model, incomplete } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
+      ({ model, incomplete, conflicts } = buildModel({ builds, carried, held: (sha) => held.has(sha), rejected: new Set(problems.byProduct.keys()) }));
       for (const [key, list] of problems.byProduct) {
         const [contentId, productId] = key.split('\u0000') as [string, string];
         const source = builds.find((b) => b.contentId === contentId)?.source ?? 'publish';
@@ -310,6 +310,12 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         log.error({ source, productId, code: f.code }, f.message);
       }
       problems = maasProblems(model);
+    }
+    for (const c of conflicts) {
+      const message = `${c.reason}; ${c.productId} ${c.version} (${c.contentId}) left out, the rest is published`;
+      failures.push({ source: c.source, code: 'MM_PATH_CONFLICT', message, path: c.path, product: c.productId });
+      failedSources.add(c.source);
+      log.error({ source: c.source, productId: c.productId, version: c.version, path: c.path, code: 'MM_PATH_CONFLICT' }, message);
     }
     const treeProblems = [...problems.tree, ...[...problems.byProduct.values()].flat()];
     if (treeProblems.length > 0) {
