@@ -55,11 +55,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new BlobStore(layout);
   const namespace = new Namespace({ layout, logger });
   // Created after ops (which needs the publish hook), used by that hook.
-  const late: { http?: HttpServerHandle } = {};
+  const late: { http?: HttpServerHandle; repair?: Promise<void> } = {};
   const ops = createOps({
     config: () => config,
     logger,
     syncOptions: opts.retryBaseMs === undefined ? undefined : { retryBaseMs: opts.retryBaseMs },
+    // A sync waits for the start-up repair rather than meeting its lock.
+    beforeSync: () => late.repair ?? Promise.resolve(),
     onPublished: () => {
       namespace.invalidate();
       late.http?.invalidate();
@@ -109,12 +111,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
   }
   // Served from the moment the ports are open: bootloaders lagging behind `current` (a crash, a
-  // rollback, an archive refused before) are repaired in the background, and the schedule starts
-  // after that repair so its first sync does not find the store locked by it.
+  // rollback, an archive refused before) are repaired in the background.
   const repairAbort = new AbortController();
-  const bootloadersRepaired = repairBootloaders(layout, config, logger, repairAbort.signal).finally(() => {
-    if (!stopping) ops.start();
-  });
+  const bootloadersRepaired = repairBootloaders(layout, config, logger, repairAbort.signal);
+  late.repair = bootloadersRepaired;
+  ops.start();
 
   let stopping: Promise<void> | undefined;
   return {
