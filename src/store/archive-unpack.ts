@@ -51,6 +51,13 @@ const MAX_STDERR = 4096;
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 
+/**
+ * Bytes allowed after the tar's end-of-archive blocks (tar pads to 10 KiB
+ * records). node-tar buffers whatever follows its end by concatenation, so
+ * none of it is handed over: it is only counted, and xz killed beyond this.
+ */
+export const MAX_TRAILING_BYTES = 1024 * 1024;
+
 export interface UnpackArchiveOptions {
   /** The compressed archive on disk (a blob of the store). */
   readonly blob: string;
@@ -148,8 +155,18 @@ export async function unpackArchive(opts: UnpackArchiveOptions): Promise<void> {
   xz.stderr.on('data', (s: string) => {
     if (stderr.length < MAX_STDERR) stderr += s.slice(0, MAX_STDERR - stderr.length);
   });
+  let tarEnded = false;
+  let trailing = 0;
+  unpack.on('eof', () => {
+    tarEnded = true;
+  });
   xz.stdout.on('data', (chunk: Buffer) => {
     if (fatal) return;
+    if (tarEnded) {
+      trailing += chunk.length;
+      if (trailing > MAX_TRAILING_BYTES) stop(refused(`decompresses to more than ${MAX_TRAILING_BYTES} bytes after the end of its tar`));
+      return;
+    }
     if (produced === 0 && chunk.subarray(0, 2).equals(GZIP_MAGIC)) {
       stop(refused('holds a gzip stream inside the xz one, not a tar'));
       return;

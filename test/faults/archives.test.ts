@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../../src/log.js';
 import type { SyncFailure } from '../../src/mirror/sync.js';
 import { captureLogger } from '../http/fixture.js';
 import { makeEnv, type Env } from '../helpers/env.js';
-import { manyEmptyEntries, slowArchive, zeroBomb } from './hostile-archives.js';
+import { manyEmptyEntries, slowArchive, trailingZerosBomb, zeroBomb } from './hostile-archives.js';
 
 /**
  * Signed but hostile bootloader archives from the generated upstream: a
@@ -111,6 +111,15 @@ describe('hostile bootloader archives', () => {
     expect(polls.length).toBeGreaterThan(0);
     for (const p of polls) expect(p).toEqual({ status: 200, body: oldShim });
     expect(await readlink(join(env.dataDir, 'bootloaders'))).toBe(linkBefore);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('4 GiB of zeros after the end of the tar, declared by no header, are cut by the decompressed-bytes budget', async () => {
+    const path = await publishHostile('20260101.5', trailingZerosBomb());
+    const { result, maxDelayMs, polls } = await watched(daemon, () => daemon.ops.coordinator.start('tail').done);
+    expect(result.failures).toEqual([refusal(path, /decompresses to more than \d+ bytes after the end of its tar/)]);
+    expect(maxDelayMs).toBeLessThan(MAX_LOOP_DELAY_MS);
+    for (const p of polls) expect(p).toEqual({ status: 200, body: oldShim });
     expect(await leftovers()).toEqual([]);
   });
 

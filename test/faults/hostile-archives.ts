@@ -66,3 +66,10 @@ export function slowArchive(size = 192 * MiB): Buffer {
     xz(Buffer.alloc(1024)),
   ]);
 }
+
+/** A genuine small tar, then `size` zero bytes after its end that no header declares (4 GiB by default). */
+export function trailingZerosBomb(size = 4 * 1024 * MiB): Buffer {
+  const chunk = 64 * MiB;
+  const zeros = xzZeros(chunk);
+  return Buffer.concat([xz(Buffer.concat([header('bootx64.efi', 4), Buffer.from('TAIL'), Buffer.alloc(508)])), ...Array.from({ length: size / chunk }, () => zeros)]);
+}
