@@ -385,7 +385,7 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
         } catch (err) {
           const f = { ...failureOf('bootloaders', err), ...refusedArchiveOf(err) };
           failures.push(f);
-          log.error({ code: f.code }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
+          log.error({ code: f.code, product: f.product, archive: f.path }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
         }
         await hooks.onPublished?.(manifest.id);
       } catch (err) {

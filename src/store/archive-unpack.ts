@@ -29,6 +29,7 @@ export interface ArchiveLimits {
 }
 
 /**
+ * The configuration's defaults (bootloaders.* in config/schema.ts), for callers without one.
  * Far above any real bootloader archive (grub's, the largest, unpacks to a few
  * MB in a few hundred entries within a second), far below what hurts a host.
  */
