@@ -39,7 +39,7 @@ RUN npm run build \
 
 FROM ${NODE_IMAGE} AS runtime
 # tini: PID 1 that forwards SIGTERM/SIGHUP and reaps children.
-# xz-utils: `maas-mirror demo` builds its sample bootloader archives with tar -J.
+# xz-utils: bootloader archives are unpacked by `xz` in a child process (and `maas-mirror demo` builds its samples with tar -J).
 # libcap2-bin only to give node the right to bind port 69 (TFTP) as a non-root
 # user, with host networking too, then removed. A binary with file capabilities
 # runs in secure-execution mode, where node ignores NODE_OPTIONS (and

@@ -588,3 +588,30 @@ export class OutputPathError extends MirrorError {
     super(`cannot write ${file}: ${reason}; choose another -o path or create its folder first`, options);
   }
 }
+
+/** A bootloader archive broke an unpack budget (bytes, entries, time, memory): it is not unpacked at all. */
+export class ArchiveRefusedError extends MirrorError {
+  readonly code = 'MM_ARCHIVE_REFUSED';
+  constructor(
+    readonly archive: string,
+    readonly reason: string,
+    readonly productId?: string,
+  ) {
+    super(
+      `${productId ? `${productId}: ` : ''}bootloader archive ${archive} refused: ${reason}. The previous bootloaders keep ` +
+        `serving; if the archive is genuine, raise the matching bootloaders.* limit in the configuration`,
+    );
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), archive: this.archive, reason: this.reason, product: this.productId };
+  }
+}
+
+/** The system xz, which unpacks bootloader archives in a child process, cannot be run. */
+export class UnpackToolError extends MirrorError {
+  readonly code = 'MM_XZ_UNAVAILABLE';
+  constructor(reason: string) {
+    super(`cannot run xz to unpack bootloader archives (${reason}); install xz-utils (the xz command) and sync again`);
+  }
+}

@@ -13,6 +13,7 @@ import { clearHold, writeHold } from '../store/hold.js';
 import { acquireLock } from '../store/lock.js';
 import { listSnapshots, switchCurrent } from '../store/snapshots.js';
 import { verifyStore } from '../store/verify.js';
+import { archiveLimits } from '../store/archive-unpack.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { readManifest } from '../store/manifest.js';
 import { formatBytes, formatDuration, plural } from '../format.js';
@@ -219,7 +220,7 @@ const rollback: Command = async (ctx) => {
     await switchCurrent(layout, target);
     if (forward) await clearHold(layout);
     try {
-      await unpackBootloaders(layout, await readManifest(layout, target), cliLogger(ctx));
+      await unpackBootloaders(layout, await readManifest(layout, target), cliLogger(ctx), { limits: archiveLimits(cfg.bootloaders) });
     } catch (err) {
       // current has switched; the daemon unpacks what is missing when it notices (as after a crash).
       ctx.stderr.write(`warning: bootloaders of ${target} not unpacked: ${err instanceof Error ? err.message : String(err)}\n`);

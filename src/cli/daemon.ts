@@ -2,13 +2,15 @@ import { readlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Config, Listen } from '../config/load.js';
 import { loadConfig } from '../config/load.js';
-import { isMirrorError } from '../errors.js';
+import { AbortedError, ArchiveRefusedError, isMirrorError, LockedError } from '../errors.js';
 import { startHttpServer, type HttpServerHandle } from '../http/index.js';
 import type { Logger } from '../log.js';
 import { PullThroughService } from '../mirror/pull-through.js';
 import { createOps, OPS_PATHS, type Ops } from '../ops/index.js';
 import { BlobStore } from '../store/blobs.js';
+import { archiveLimits } from '../store/archive-unpack.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
+import { acquireLock, type Lock } from '../store/lock.js';
 import { Layout } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 import { Namespace } from '../store/namespace.js';
@@ -33,6 +35,8 @@ export interface Daemon {
   readonly http: HttpServerHandle;
   readonly tftp: TftpServer | undefined;
   readonly tftpAddresses: readonly Listen[];
+  /** Settles when the start-up repair of the bootloaders is over (done, refused or not needed). */
+  readonly bootloadersRepaired: Promise<void>;
   config(): Config;
   /** Re-reads the config file; an invalid one is reported and the old one kept. */
   reload(file: string): boolean;
@@ -51,11 +55,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new BlobStore(layout);
   const namespace = new Namespace({ layout, logger });
   // Created after ops (which needs the publish hook), used by that hook.
-  const late: { http?: HttpServerHandle } = {};
+  const late: { http?: HttpServerHandle; repair?: Promise<void> } = {};
   const ops = createOps({
     config: () => config,
     logger,
     syncOptions: opts.retryBaseMs === undefined ? undefined : { retryBaseMs: opts.retryBaseMs },
+    // A sync waits for the start-up repair rather than meeting its lock.
+    beforeSync: () => late.repair ?? Promise.resolve(),
     onPublished: () => {
       namespace.invalidate();
       late.http?.invalidate();
@@ -68,8 +74,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     config: () => config,
     onBytes: (source, n) => ops.metrics.downloadedBytes.inc({ source }, n),
   });
-  await ensureBootloaders(layout, logger);
-
   const http = await startHttpServer({
     config,
     layout,
@@ -117,6 +121,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       tftp = undefined;
     }
   }
+  // Served from the moment the ports are open: bootloaders lagging behind `current` (a crash, a
+  // rollback, an archive refused before) are repaired in the background.
+  const repairAbort = new AbortController();
+  const bootloadersRepaired = repairBootloaders(layout, config, logger, repairAbort.signal);
+  late.repair = bootloadersRepaired;
   ops.start();
 
   let stopping: Promise<void> | undefined;
@@ -125,6 +134,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     http,
     tftp,
     tftpAddresses,
+    bootloadersRepaired,
     config: () => config,
     reload(file: string): boolean {
       let next: Config;
@@ -146,6 +156,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     stop() {
       stopping ??= (async () => {
         const drainMs = opts.drainMs ?? 10_000;
+        repairAbort.abort();
+        await bootloadersRepaired;
         ops.setDraining();
         await Promise.all([
           ops.shutdown(),
@@ -160,15 +172,40 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 }
 
-/** After a rollback or a crash between publish and unpack, the bootloaders may lag behind `current`. */
-async function ensureBootloaders(layout: Layout, logger: Logger): Promise<void> {
-  const id = await currentSnapshotId(layout);
-  if (!id) return;
-  const unpacked = await readlink(layout.bootloaders).then(basename, () => undefined);
-  if (unpacked === id) return;
+/**
+ * After a rollback, a crash between publish and unpack, or an archive refused
+ * by a sync, the bootloaders may lag behind `current`. Never throws: a failure
+ * is logged (code, product, reason) and the bootloaders there are keep serving.
+ */
+async function repairBootloaders(layout: Layout, config: Config, logger: Logger, signal: AbortSignal): Promise<void> {
+  const log = logger.child({ component: 'bootloaders' });
+  let lock: Lock | undefined;
   try {
-    await unpackBootloaders(layout, await readManifest(layout, id), logger);
+    const id = await currentSnapshotId(layout);
+    if (!id) return;
+    const unpacked = await readlink(layout.bootloaders).then(basename, () => undefined);
+    if (unpacked === id) return;
+    // A sync running now (the CLI's) unpacks its own snapshot: the lock keeps the two apart.
+    lock = await acquireLock(layout.lockFile, 'bootloader repair');
+    await unpackBootloaders(layout, await readManifest(layout, id), logger, {
+      limits: archiveLimits(config.bootloaders),
+      signal,
+      beforeSwitch: async () => (await currentSnapshotId(layout)) === id,
+    });
   } catch (err) {
-    logger.error(`bootloaders of snapshot ${id} could not be unpacked: ${(err as Error).message}`);
+    if (err instanceof AbortedError) return;
+    if (err instanceof LockedError) {
+      log.info(`bootloaders not repaired at start-up: ${err.message}`);
+      return;
+    }
+    log.error(
+      {
+        code: isMirrorError(err) ? err.code : 'MM_INTERNAL',
+        ...(err instanceof ArchiveRefusedError ? { product: err.productId, archive: err.archive, reason: err.reason } : {}),
+      },
+      `bootloaders of the current snapshot could not be unpacked, the previous ones stay: ${(err as Error).message}`,
+    );
+  } finally {
+    await lock?.release().catch(() => undefined);
   }
 }

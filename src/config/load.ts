@@ -64,6 +64,7 @@ export interface Config {
   };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
   readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined };
+  readonly bootloaders: { readonly maxUnpackedBytes: number; readonly maxEntries: number; readonly unpackTimeout: number };
   readonly api: { readonly token: string | undefined };
   readonly images: { readonly contentId: string; readonly maxVersions: number; readonly maxUploadBytes: number };
 }
@@ -210,6 +211,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     boot: { forward: c.boot.forward },
+    bootloaders: { ...c.bootloaders },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
     images: { ...c.images },

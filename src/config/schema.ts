@@ -184,6 +184,14 @@ export const configSchema = z
         forward: forwardTarget.optional(),
       })
       .prefault({}),
+    bootloaders: z
+      .strictObject({
+        /** Budgets per bootloader archive (a signed archive can still be a decompression bomb). */
+        maxUnpackedBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+        maxEntries: z.number().int().min(1).default(10_000),
+        unpackTimeout: duration('60s').pipe(z.number().min(1, 'must be at least 1ms')),
+      })
+      .prefault({}),
     schedule: z
       .strictObject({
         onStart: z.boolean().default(true),

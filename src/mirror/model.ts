@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IndexEntry, Item, Product, ProductsDocument } from '../simplestreams/types.js';
 import type { ManifestBootloader, ManifestFile } from '../store/manifest.js';
 import { compareVersionKeys } from '../simplestreams/versions.js';
+import { leaveOutPathConflicts, type PathConflict } from './path-conflicts.js';
 import type { SelectedVersion } from './select.js';
 
 /** One products file as it will be published. */
@@ -54,6 +55,8 @@ export interface ModelOutcome {
   readonly model: PublishModel;
   /** product id → versions that were selected but could not be published. */
   readonly incomplete: readonly { contentId: string; productId: string; version: string }[];
+  /** Versions left out because an item's path clashes with the tree's metadata or another item. */
+  readonly conflicts: readonly PathConflict[];
 }
 
 /**
@@ -64,6 +67,24 @@ export interface ModelOutcome {
  * image away from MAAS.
  */
 export function buildModel(input: ModelInput): ModelOutcome {
+  let { contents, incomplete } = assemble(input, new Set());
+  let { contents: published, conflicts } = leaveOutPathConflicts(contents);
+  if (conflicts.length > 0) {
+    // Assembled again without those versions, so a product left with none falls back to its previous ones.
+    ({ contents, incomplete } = assemble(input, new Set(conflicts.map((c) => versionKey(c.contentId, c.productId, c.version)))));
+    const again = leaveOutPathConflicts(contents);
+    published = again.contents;
+    conflicts = [...conflicts, ...again.conflicts];
+  }
+  return summarise(published, input.held, incomplete, conflicts);
+}
+
+function versionKey(contentId: string, productId: string, version: string): string {
+  return `${contentId}\u0000${productId}\u0000${version}`;
+}
+
+/** The contents before path checks; `excluded` (versionKey) versions are left out like incomplete ones, unreported. */
+function assemble(input: ModelInput, excluded: ReadonlySet<string>): { contents: PublishContent[]; incomplete: ModelOutcome['incomplete'] } {
   const contents: PublishContent[] = [...input.carried];
   const incomplete: { contentId: string; productId: string; version: string }[] = [];
 
@@ -82,6 +103,7 @@ export function buildModel(input: ModelInput): ModelOutcome {
       const product: Product = { ...productFields, versions: {} };
       const rejected = input.rejected?.has(productKey(b.contentId, productId)) ?? false;
       for (const sv of rejected ? [] : versions) {
+        if (excluded.has(versionKey(b.contentId, productId, sv.version))) continue;
         const complete = b.onDemand || sv.files.every((f) => input.held(f.sha256));
         if (!complete) {
           incomplete.push({ contentId: b.contentId, productId, version: sv.version });
@@ -107,10 +129,19 @@ export function buildModel(input: ModelInput): ModelOutcome {
     }
   }
   contents.sort((a, b) => (a.contentId < b.contentId ? -1 : a.contentId > b.contentId ? 1 : 0));
+  return { contents, incomplete };
+}
+
+function summarise(
+  published: readonly PublishContent[],
+  held: (sha256: string) => boolean,
+  incomplete: ModelOutcome['incomplete'],
+  conflicts: readonly PathConflict[],
+): ModelOutcome {
 
   const files = new Map<string, ManifestFile>();
   const bootloaders: ManifestBootloader[] = [];
-  for (const c of contents) {
+  for (const c of published) {
     for (const [productId, product] of Object.entries(c.doc.products)) {
       for (const version of Object.values(product.versions)) {
         for (const item of Object.values(version.items)) {
@@ -119,7 +150,7 @@ export function buildModel(input: ModelInput): ModelOutcome {
               sha256: item.sha256,
               size: item.size,
               source: c.source,
-              held: input.held(item.sha256),
+              held: held(item.sha256),
               ...(typeof item.ftype === 'string' ? { ftype: item.ftype } : {}),
             });
           }
@@ -130,10 +161,10 @@ export function buildModel(input: ModelInput): ModelOutcome {
     }
   }
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify(contents.map((c) => [c.contentId, c.source, c.basePath, entryFields(c.entry), withoutUpdated(c.doc)])))
+    .update(JSON.stringify(published.map((c) => [c.contentId, c.source, c.basePath, entryFields(c.entry), withoutUpdated(c.doc)])))
     .update(JSON.stringify([...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
     .digest('hex');
-  return { model: { contents, files, bootloaders, fingerprint }, incomplete };
+  return { model: { contents: published, files, bootloaders, fingerprint }, incomplete, conflicts };
 }
 
 function keepHeldVersions(prev: Product, held: (sha: string) => boolean): Product | undefined {

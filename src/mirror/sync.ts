@@ -194,6 +194,11 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
 }
 
 function reportRejections(run: SyncRun, tree: Assembled, previous: Published | undefined): void {
+  for (const c of tree.conflicts) {
+    const message = `${c.reason}; ${c.productId} ${c.version} (${c.contentId}) left out, the rest is published`;
+    run.failures.add({ source: c.source, code: REPORT_CODES.pathConflict, message, path: c.path, product: c.productId });
+    run.log.error({ source: c.source, productId: c.productId, version: c.version, path: c.path, code: REPORT_CODES.pathConflict }, message);
+  }
   for (const r of tree.rejected) {
     const f = run.failures.add(failureOf(r.source, new MaasRulesError(`product ${r.productId} (${r.contentId}) left out`, r.problems)));
     run.log.error({ source: r.source, productId: r.productId, code: f.code }, f.message);

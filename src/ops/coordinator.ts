@@ -57,6 +57,8 @@ export interface CoordinatorOptions {
   readonly historySize?: number;
   /** Passed to runSync (tests shorten retry backoff). */
   readonly syncOptions?: Pick<SyncOptions, 'retryBaseMs'>;
+  /** Awaited at the start of each run (the daemon's start-up repair of bootloaders, which holds the lock). */
+  readonly before?: () => Promise<void>;
 }
 
 export interface CoordinatorEvents {
@@ -185,6 +187,7 @@ export class SyncCoordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private async run(info: RunningSync, signal: AbortSignal): Promise<SyncRecord> {
+    await this.options.before?.();
     const started = Date.now();
     const config = this.options.config();
     const log = this.options.logger.child({ component: 'sync', reason: info.reason });

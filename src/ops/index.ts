@@ -31,6 +31,8 @@ export interface OpsOptions {
   readonly onPublished?: (snapshotId: string) => void | Promise<void>;
   /** build_info's version (package.json's by default). */
   readonly version?: string;
+  /** Awaited before each sync runs (see CoordinatorOptions.before). */
+  readonly beforeSync?: () => Promise<void>;
   /** The scheduler's jitter source; tests pin it. */
   readonly random?: () => number;
   readonly syncOptions?: CoordinatorOptions['syncOptions'];
@@ -76,6 +78,7 @@ export function createOps(options: OpsOptions): Ops {
     metrics,
     onPublished: options.onPublished,
     syncOptions: options.syncOptions,
+    before: options.beforeSync,
   });
   const scheduler = new Scheduler({
     schedule: () => options.config().schedule,

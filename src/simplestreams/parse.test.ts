@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MetadataError } from '../errors.js';
+import { jsonTooDeepAt, METADATA_LIMITS } from './limits.js';
 import { parseIndex, parseProducts } from './parse.js';
 
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, '../../test/fixtures', name), 'utf8');
@@ -113,5 +114,48 @@ describe('parseProducts', () => {
   it('accepts a zero size and products or versions that are empty (legal simplestreams, flagged later for MAAS)', () => {
     expect(parseProducts(products({ i: { path: 'a', sha256: SHA, size: 0 } }), 'u').content_id).toBe('c');
     expect(Object.keys(parseProducts('{"format":"products:1.0","content_id":"c","products":{}}', 'u').products)).toEqual([]);
+  });
+});
+
+describe('metadata limits, checked before anything recursive', () => {
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+
+  it('refuses JSON nested 100,000 deep with MM_METADATA_INVALID, before JSON.parse', () => {
+    const text = `{"format":"products:1.0","content_id":"c","products":{"p":{"x":${deep(100_000)},"versions":{}}}}`;
+    const err = errorOf(() => parseProducts(text, 'http://u/p.json'));
+    expect(err.code).toBe('MM_METADATA_INVALID');
+    expect(err.message).toMatch(new RegExp(`^http://u/p.json: nests arrays and objects more than ${METADATA_LIMITS.maxDepth} deep \\(at character \\d+\\)`));
+    expect(errorOf(() => parseIndex(deep(100_000), 'u')).message).toMatch(/more than 32 deep/);
+  });
+
+  it('counts only structure: brackets and escaped quotes inside strings do not nest', () => {
+    const s = JSON.stringify('[{'.repeat(1000) + '\\"[[[');
+    expect(jsonTooDeepAt(`{"a":${s},"b":[1,[2]]}`, 3)).toBe(-1);
+    expect(jsonTooDeepAt(`{"a":${s},"b":[1,[[2]]]}`, 3)).toBeGreaterThan(0);
+  });
+
+  it('refuses an already parsed document nested too deep, without recursing', () => {
+    let v: unknown = {};
+    for (let i = 0; i < 100_000; i++) v = { v };
+    expect(errorOf(() => parseIndex({ format: 'index:1.0', index: {}, x: v }, 'u')).message).toMatch(/more than 32 deep, far beyond/);
+  });
+
+  it('refuses too many products, versions, items and index entries', () => {
+    const many = (n: number, f: (i: number) => unknown) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, f(i)]));
+    const item = (i: number) => ({ path: `f/${i}`, sha256: SHA, size: 1 });
+    const doc = (productsObj: unknown) => JSON.stringify({ format: 'products:1.0', content_id: 'c', products: productsObj });
+    expect(errorOf(() => parseProducts(doc(many(METADATA_LIMITS.maxProducts + 1, () => ({ versions: {} }))), 'u')).message).toMatch(
+      `lists more than ${METADATA_LIMITS.maxProducts} products`,
+    );
+    expect(errorOf(() => parseProducts(doc({ p: { versions: many(METADATA_LIMITS.maxVersions + 1, () => ({ items: {} })) } }), 'u')).message).toMatch(
+      `lists more than ${METADATA_LIMITS.maxVersions} versions in products["p"]`,
+    );
+    expect(errorOf(() => parseProducts(doc({ p: { versions: { v: { items: many(METADATA_LIMITS.maxItemsPerVersion + 1, item) } } } }), 'u')).message).toMatch(
+      `lists more than ${METADATA_LIMITS.maxItemsPerVersion} items in products["p"].versions["v"]`,
+    );
+    const versions = many(Math.ceil(METADATA_LIMITS.maxItems / 1000) + 1, () => ({ items: many(1000, item) }));
+    expect(errorOf(() => parseProducts(doc({ p: { versions } }), 'u')).message).toMatch(`lists more than ${METADATA_LIMITS.maxItems} items,`);
+    const index = { format: 'index:1.0', index: many(METADATA_LIMITS.maxIndexEntries + 1, (i) => ({ path: `streams/v1/${i}.json` })) };
+    expect(errorOf(() => parseIndex(JSON.stringify(index), 'u')).message).toMatch(`lists more than ${METADATA_LIMITS.maxIndexEntries} index entries`);
   });
 });

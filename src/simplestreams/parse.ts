@@ -1,4 +1,5 @@
 import { MetadataError } from '../errors.js';
+import { jsonTooDeepAt, METADATA_LIMITS, valueTooDeep } from './limits.js';
 import type { IndexDocument, ProductsDocument } from './types.js';
 
 /**
@@ -59,12 +60,29 @@ function load(input: unknown, url: string): unknown {
       throw new MetadataError(url, 'is not valid UTF-8');
     }
   }
-  if (typeof text !== 'string') return text;
+  const max = METADATA_LIMITS.maxDepth;
+  if (typeof text !== 'string') {
+    if (valueTooDeep(text, max)) throw tooDeep(url, max);
+    return text;
+  }
+  // Before JSON.parse: a document nested 100,000 deep must never reach anything that recurses.
+  const at = jsonTooDeepAt(text, max);
+  if (at >= 0) throw tooDeep(url, max, at);
   try {
     return JSON.parse(text);
   } catch (err) {
     throw new MetadataError(url, `is not valid JSON (${(err as Error).message})`);
   }
+}
+
+function tooDeep(url: string, max: number, offset?: number): MetadataError {
+  return new MetadataError(url, `nests arrays and objects more than ${max} deep${offset === undefined ? '' : ` (at character ${offset})`}, far beyond any real simplestreams document; refusing it`);
+}
+
+/** Throws when an object has more members than a limit allows (counted before they are walked). */
+function atMost(url: string, what: string, o: Obj, max: number): void {
+  let n = 0;
+  for (const _ in o) if (++n > max) throw new MetadataError(url, `lists more than ${max} ${what}, far beyond any real simplestreams document; refusing it`);
 }
 
 /** An `index:1.0` document, from its JSON text (or already parsed); throws MetadataError. */
@@ -76,6 +94,7 @@ export function parseIndex(input: string | unknown, url: string): IndexDocument 
   if (d.format !== 'index:1.0') p.add('format', '"index:1.0"', d.format);
   p.optionalString('updated', d.updated);
   if (p.object('index', d.index)) {
+    atMost(url, 'index entries', d.index, METADATA_LIMITS.maxIndexEntries);
     for (const [id, entry] of Object.entries(d.index)) {
       const at = `index${key(id)}`;
       if (!p.object(at, entry)) continue;
@@ -105,12 +124,18 @@ export function parseProducts(input: string | unknown, url: string): ProductsDoc
   p.optionalString('datatype', d.datatype);
   p.optionalString('updated', d.updated);
   if (p.object('products', d.products)) {
+    atMost(url, 'products', d.products, METADATA_LIMITS.maxProducts);
+    let items = 0;
     for (const [pid, product] of Object.entries(d.products)) {
       const pat = `products${key(pid)}`;
       if (!p.object(pat, product) || !p.object(`${pat}.versions`, product.versions)) continue;
+      atMost(url, `versions in ${pat}`, product.versions, METADATA_LIMITS.maxVersions);
       for (const [vname, version] of Object.entries(product.versions)) {
         const vat = `${pat}.versions${key(vname)}`;
         if (!p.object(vat, version) || !p.object(`${vat}.items`, version.items)) continue;
+        atMost(url, `items in ${vat}`, version.items, METADATA_LIMITS.maxItemsPerVersion);
+        items += Object.keys(version.items).length;
+        if (items > METADATA_LIMITS.maxItems) throw new MetadataError(url, `lists more than ${METADATA_LIMITS.maxItems} items, far beyond any real simplestreams document; refusing it`);
         for (const [iname, item] of Object.entries(version.items)) {
           const iat = `${vat}.items${key(iname)}`;
           if (!p.object(iat, item)) continue;

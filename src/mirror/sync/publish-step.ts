@@ -1,9 +1,12 @@
 import type { SigningKey } from '../../pgp/keys.js';
+import { ArchiveRefusedError } from '../../errors.js';
+import { archiveLimits } from '../../store/archive-unpack.js';
 import { unpackBootloaders } from '../../store/bootloaders.js';
 import { clearHold, writeHold } from '../../store/hold.js';
 import { publishSnapshot } from '../publish.js';
 import type { SyncRun } from './context.js';
 import type { Decision } from './decide.js';
+import { failureOf, type SyncFailure } from './report.js';
 
 export interface PublishOutcome {
   readonly snapshot: string | undefined;
@@ -31,9 +34,10 @@ export async function publishDecision(
     else if (decision.hold) await writeHold(layout, { ...decision.hold, snapshot: manifest.id });
     try {
       // Part of publishing, whoever publishes (the daemon or cron's CLI): TFTP and HTTP serve these by bare name.
-      await unpackBootloaders(layout, manifest, log);
+      await unpackBootloaders(layout, manifest, log, { limits: archiveLimits(run.config.bootloaders), signal: run.opts.signal });
     } catch (err) {
-      run.failures.report(log, 'bootloaders', err, 'bootloaders not unpacked, the previous ones stay');
+      const f = run.failures.add({ ...failureOf('bootloaders', err), ...refusedArchiveOf(err) });
+      log.error({ code: f.code, product: f.product, archive: f.path }, `bootloaders not unpacked, the previous ones stay: ${f.message}`);
     }
     await run.hooks.onPublished?.(manifest.id);
   } catch (err) {
@@ -41,4 +45,9 @@ export async function publishDecision(
     run.failures.report(log, 'publish', err, `publishing failed, ${stays}`);
   }
   return { snapshot, published: snapshot !== undefined };
+}
+
+/** Which product and archive a refused bootloader archive was. */
+function refusedArchiveOf(err: unknown): Pick<SyncFailure, 'product' | 'path'> {
+  return err instanceof ArchiveRefusedError ? { product: err.productId, path: err.archive } : {};
 }

@@ -12,6 +12,8 @@ export interface SyncFailure {
   readonly message: string;
   readonly path?: string;
   readonly url?: string;
+  /** The product a failure belongs to, when it is one product's (a refused bootloader archive, a path conflict). */
+  readonly product?: string;
 }
 
 export interface SourceReport {
