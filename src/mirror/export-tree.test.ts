@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js';
 import { renderExportTree } from './export-tree.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 const ID = 'com.ubuntu.maas:stable:v3:download';
 

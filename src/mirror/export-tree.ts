@@ -1,7 +1,7 @@
 import { ExportError } from '../errors.js';
 import { fatSafePath } from '../simplestreams/fat-names.js';
 import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 export interface ExportTree {
   /** index.sjson (entries point at .sjson) and index.json (entries point at .json). */

@@ -24,7 +24,7 @@ import {
   type ImageName,
   type LocalImage,
 } from './local-images.js';
-import { buildModel, type PublishContent } from './model.js';
+import { buildModel, type PublishContent } from './next-tree.js';
 import { readPublished, type Published } from './published.js';
 import { maasProblems, publishSnapshot } from './publish.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addImageVersion, clashingProducts, keepHeldLocal, localContent, nextVersionKey } from './local-images.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 const day = new Date('2026-12-03T10:00:00Z');
 const sha = (c: string) => c.repeat(64);

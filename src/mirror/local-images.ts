@@ -1,7 +1,7 @@
 import type { Item, Product, ProductsDocument } from '../simplestreams/types.js';
 import { compareVersionKeys } from '../simplestreams/versions.js';
 import type { ManifestFile } from '../store/manifest.js';
-import type { PublishContent, PublishModel } from './model.js';
+import type { PublishContent, PublishModel } from './next-tree.js';
 
 /**
  * Site-built images as one products file of MAAS 3.8's single-file kind

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ProductsDocument } from '../simplestreams/types.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 import { leaveOutPathConflicts, metadataPaths } from './path-conflicts.js';
 
 const SHA = (c: string) => c.repeat(64);

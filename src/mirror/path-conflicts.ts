@@ -1,5 +1,5 @@
 import type { Product, ProductsDocument } from '../simplestreams/types.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 /**
  * One tree on disk cannot hold a file and a folder at the same path. An item

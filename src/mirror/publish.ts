@@ -11,7 +11,7 @@ import { fsyncDir, rethrowDiskFull, writeFileAtomic, writeFileDurable } from '..
 import type { Layout } from '../store/layout.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { newSnapshotId, snapshotIds, switchCurrent } from '../store/snapshots.js';
-import { productKey, type PublishModel } from './model.js';
+import { productKey, type PublishModel } from './next-tree.js';
 
 export interface PublishOptions {
   layout: Layout;

@@ -4,7 +4,7 @@ import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js'
 import type { Layout } from '../store/layout.js';
 import { readManifest, type SnapshotManifest } from '../store/manifest.js';
 import { currentSnapshotId } from '../store/snapshots.js';
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 export interface Published {
   readonly manifest: SnapshotManifest;

@@ -3,7 +3,7 @@ import { FilterUnmatchedWarning, ProductDroppedWarning } from '../errors.js';
 import { flattenProducts } from '../simplestreams/flatten.js';
 import { nearest, unmatchedFilters, type UnmatchedFilter } from '../simplestreams/unmatched.js';
 import type { IndexDocument } from '../simplestreams/types.js';
-import type { PublishModel } from './model.js';
+import type { PublishModel } from './next-tree.js';
 import type { Published } from './published.js';
 import type { SourceContent } from './source.js';
 

@@ -10,7 +10,7 @@ import { Layout } from '../store/layout.js';
 import { acquireLock } from '../store/lock.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
-import { buildModel, type ContentBuild, type PublishModel } from './model.js';
+import { buildModel, type ContentBuild, type PublishModel } from './next-tree.js';
 import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalContent } from './local-images.js';
 import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { checkSpace, type SpaceCheck } from './space.js';

@@ -1,4 +1,4 @@
-import type { PublishContent } from './model.js';
+import type { PublishContent } from './next-tree.js';
 
 export interface VersionChange {
   readonly action: '+' | '-';

@@ -1,5 +1,5 @@
 import type { MaasProblem } from '../../simplestreams/maas-rules.js';
-import { buildModel, type ContentBuild, type ModelOutcome, type PublishContent, type PublishModel } from '../model.js';
+import { buildModel, type ContentBuild, type ModelOutcome, type PublishContent, type PublishModel } from '../next-tree.js';
 import { maasProblems } from '../publish.js';
 
 export interface Rejection {

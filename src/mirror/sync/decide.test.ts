@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { PublishModel } from '../model.js';
+import type { PublishModel } from '../next-tree.js';
 import { decidePublish, type CurrentTree, type DecideInput } from './decide.js';
 
 const model = (fingerprint: string, contents = 1): PublishModel => ({

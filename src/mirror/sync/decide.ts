@@ -1,6 +1,6 @@
 import type { Hold } from '../../store/hold.js';
 import type { SnapshotManifest } from '../../store/manifest.js';
-import { buildModel, type PublishContent, type PublishModel } from '../model.js';
+import { buildModel, type PublishContent, type PublishModel } from '../next-tree.js';
 
 /** What the decision needs to know of the current snapshot. */
 export interface CurrentTree {

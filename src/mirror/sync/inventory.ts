@@ -1,5 +1,5 @@
 import type { BlobStore } from '../../store/blobs.js';
-import type { ContentBuild } from '../model.js';
+import type { ContentBuild } from '../next-tree.js';
 import type { Published } from '../published.js';
 import type { WantedFile } from '../select.js';
 

@@ -1,6 +1,6 @@
 import { AbortedError } from '../../errors.js';
 import { StateStore } from '../../store/state.js';
-import type { PublishContent } from '../model.js';
+import type { PublishContent } from '../next-tree.js';
 import type { Published } from '../published.js';
 import { readSource, type SourceMetadata } from '../source.js';
 import type { SyncRun } from './context.js';

@@ -1,5 +1,5 @@
 import { REPORT_CODES } from '../../errors.js';
-import type { ContentBuild } from '../model.js';
+import type { ContentBuild } from '../next-tree.js';
 import type { Published } from '../published.js';
 import { selectContent, type WantedFile } from '../select.js';
 import type { SourceMetadata } from '../source.js';
