@@ -1,4 +1,3 @@
-import type { ManifestFile } from './store/manifest.js';
 
 /**
  * The one registry of failures. Every error the mirror raises on purpose is a
@@ -243,10 +242,20 @@ export class AmbiguousHashError extends MirrorError {
   }
 }
 
+/** An item as the manifest lists it (store/manifest.ts's ManifestFile, with its path): errors sit below the store. */
+export interface ListedFile {
+  readonly path: string;
+  readonly sha256: string;
+  readonly size: number;
+  readonly source: string;
+  readonly held: boolean;
+  readonly ftype?: string;
+}
+
 export class NotHeldError extends MirrorError {
   readonly code = 'MM_NOT_HELD';
   override readonly statusCode = 503;
-  constructor(readonly file: ManifestFile & { readonly path: string }) {
+  constructor(readonly file: ListedFile) {
     super(
       `${file.path} is listed by the current snapshot but not yet held; pull-through not available ` +
         `(on-demand source "${file.source}"): sync that source without onDemand, or retry once it is held`,
