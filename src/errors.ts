@@ -203,6 +203,7 @@ export class SizeMismatchError extends MirrorError {
 
 export class DiskFullError extends MirrorError {
   readonly code = 'MM_DISK_FULL';
+  override readonly statusCode = 507;
   constructor(dir: string, options?: { cause?: unknown }) {
     super(
       `no space left on the device holding ${dir}; free space (maas-mirror gc, fewer keepSnapshots or maxVersions) and sync again`,
@@ -366,6 +367,7 @@ export class ProductDroppedWarning extends MirrorError {
 /** Checked before any download: a sync that cannot fit does not start filling the disk. */
 export class NotEnoughSpaceError extends MirrorError {
   readonly code = 'MM_DISK_SPACE';
+  override readonly statusCode = 507;
   constructor(dir: string, needed: string, available: string, detail: string) {
     super(
       `not enough free space on the device holding ${dir}: this sync needs ${needed} (${detail}), ${available} is free; ` +

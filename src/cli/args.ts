@@ -152,8 +152,12 @@ export function parseCommandLine<Ctx>(argv: readonly string[], table: readonly C
     const message = `${command.name} takes ${max === 0 ? 'no arguments' : `at most ${plural(max, 'argument')}`}: unexpected argument "${extra}"${suggest(extra, Object.keys(options).map((n) => `--${n}`), extra.replace(/^-*/, '--'))}`;
     return { kind: 'usage-error', message, help: shortHelp(command) };
   }
-  const missing = Object.entries(command.flags ?? {}).filter(([n, f]) => f.required && parsed.values[n] === undefined).map(([n]) => `--${n}`);
-  if (missing.length > 0) return { kind: 'usage-error', message: `${command.name} needs ${missing.join(', ')}`, help: shortHelp(command) };
+  const required = Object.entries(command.flags ?? {}).filter(([, f]) => f.required).map(([n]) => `--${n}`);
+  const missing = required.filter((f) => parsed.values[f.slice(2)] === undefined);
+  if (missing.length > 0) {
+    const all = required.length > 1 ? `${required.slice(0, -1).join(', ')} and ${required.at(-1)}` : required[0];
+    return { kind: 'usage-error', message: `${command.name} needs ${all} (missing: ${missing.join(', ')})`, help: shortHelp(command) };
+  }
   return { kind: 'run', command, options: parsed.values as Record<string, string | boolean | undefined>, args: parsed.positionals };
 }
 

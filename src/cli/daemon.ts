@@ -2,7 +2,7 @@ import { readlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Config, Listen } from '../config/load.js';
 import { loadConfig } from '../config/load.js';
-import { AbortedError, ArchiveRefusedError, isMirrorError, LockedError } from '../errors.js';
+import { AbortedError, ArchiveRefusedError, isMirrorError, LockedError, REPORT_CODES } from '../errors.js';
 import { startHttpServer, type HttpServerHandle } from '../http/index.js';
 import type { Logger } from '../log.js';
 import { PullThroughService } from '../mirror/pull-through.js';
@@ -200,7 +200,7 @@ async function repairBootloaders(layout: Layout, config: Config, logger: Logger,
     }
     log.error(
       {
-        code: isMirrorError(err) ? err.code : 'MM_INTERNAL',
+        code: isMirrorError(err) ? err.code : REPORT_CODES.internal,
         ...(err instanceof ArchiveRefusedError ? { product: err.productId, archive: err.archive, reason: err.reason } : {}),
       },
       `bootloaders of the current snapshot could not be unpacked, the previous ones stay: ${(err as Error).message}`,

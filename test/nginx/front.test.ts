@@ -172,14 +172,16 @@ describe('nginx in front (maas-mirror nginx-config)', () => {
   it('follows a publish: the tree and the redirected routes name the new snapshot at once', async () => {
     env = await makeEnv();
     const { daemon, front } = await frontAndBack(env);
-    const before = await get(`${front}${PREFIX}streams/v1/index.json`);
+    const products = `${front}${PREFIX}streams/v1/${env.upstream.product(NOBLE).contentId}.json`;
+    const before = await get(products);
+    expect(before.body.toString()).not.toContain('20991231');
     const first = daemon.ops.coordinator.lastSync?.snapshot;
     env.upstream.addVersion(NOBLE, '20991231');
     await env.upstream.write(new Date(Date.now() + 60_000));
     const record = await daemon.ops.coordinator.start('api').done;
     expect(record.snapshot).not.toBe(first);
-    const after = await get(`${front}${PREFIX}streams/v1/index.json`);
-    expect(after.body.equals(before.body)).toBe(false);
+    const after = await get(products);
+    expect(after.body.toString()).toContain('20991231');
     const newKernel = env.upstream.product(NOBLE).doc.products[NOBLE]!.versions['20991231']!.items['boot-kernel']!;
     const byHash = await get(`${front}/images/${newKernel.sha256.slice(0, 10)}/x`);
     expect(byHash.status).toBe(200);
