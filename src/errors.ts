@@ -273,3 +273,10 @@ export function errnoOf(err: unknown): string | undefined {
     ? err.code
     : undefined;
 }
+
+export class BootTemplateError extends MirrorError {
+  readonly code = 'MM_BOOT_TEMPLATE';
+  constructor(template: string, reason: string) {
+    super(`boot template ${template} cannot be rendered: ${reason}; fix the file in the boot.files folder`);
+  }
+}

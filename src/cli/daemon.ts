@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { PullThroughService } from '../mirror/pull-through.js';
 import { createOps, OPS_PATHS, type Ops } from '../ops/index.js';
 import { BlobStore } from '../store/blobs.js';
+import { bootFilesConfig } from '../store/boot-files.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { Layout } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
@@ -49,7 +50,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { logger } = opts;
   const layout = new Layout(config.dataDir);
   const store = new BlobStore(layout);
-  const namespace = new Namespace({ layout, logger });
+  const namespace = new Namespace({ layout, logger, bootFiles: () => bootFilesConfig(config) });
   // Created after ops (which needs the publish hook), used by that hook.
   const late: { http?: HttpServerHandle } = {};
   const ops = createOps({

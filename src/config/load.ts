@@ -53,6 +53,7 @@ export interface Config {
   };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number };
   readonly api: { readonly token: string | undefined };
+  readonly boot: { readonly files: string | undefined };
 }
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -190,6 +191,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },
+    boot: { files: c.boot.files === undefined ? undefined : rel(c.boot.files) },
   };
 }
 

@@ -120,6 +120,12 @@ export const configSchema = z
         jitter: duration('10m'),
       })
       .prefault({}),
+    boot: z
+      .strictObject({
+        /** A folder served over TFTP and HTTP at its relative paths; NAME.tmpl is rendered as NAME. */
+        files: z.string().min(1).optional(),
+      })
+      .prefault({}),
     api: z
       .strictObject({
         token: z.string().min(16, 'use a token of at least 16 characters').optional(),
