@@ -23,7 +23,8 @@ const BIN = join(PROJECT_ROOT, 'bin', 'maas-mirror.js');
 const IMAGE = 'ubuntu/noble/amd64/ga-24.04/generic';
 const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
 const MARKER = `maas-mirror-boot-ok-${process.pid}`;
-const VMS = 5;
+/** MM_BOOT_VMS=N boots more machines at once (by hand, e.g. with MM_BOOT_PCAP, to look for a rare failure). */
+const VMS = Number(process.env.MM_BOOT_VMS ?? 5);
 /** Per boot; with TCG (no usable KVM) a UEFI boot alone takes 60–110 s here. */
 const BOOT_TIMEOUT_MS = Number(process.env.MM_BOOT_TIMEOUT_MS ?? 200_000);
 
@@ -121,7 +122,7 @@ beforeAll(async () => {
   await waitReady(`http://${lab.address}:8080/readyz`);
   lab.startDhcp();
   // MM_BOOT_PCAP=FILE records the HTTP traffic on the lab's bridge (tcpdump), to look at a failed boot.
-  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '200', '-w', process.env.MM_BOOT_PCAP, 'tcp port 8080'], join(dir, 'tcpdump.log'));
+  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '600', '-w', process.env.MM_BOOT_PCAP, 'tcp port 8080'], join(dir, 'tcpdump.log'));
   kvm = kvm && (await lab.firmwareRunsUnderKvm(taps[0]!));
   process.stdout.write(`firmware boot suite: qemu with ${kvm ? 'KVM' : 'TCG (no usable KVM for firmware here)'}\n`);
 }, 180_000);
@@ -145,10 +146,14 @@ async function boot(name: string, i: number, uefi: boolean) {
   return r;
 }
 
-/** Machine i boots BIOS when even, UEFI when odd; all at once, started by the first test that asks. */
+/**
+ * Machine i boots BIOS when even, UEFI when odd (MM_BOOT_FIRMWARE=bios: all BIOS, for a by-hand run);
+ * all at once, started by the first test that asks.
+ */
 let booting: Promise<PromiseSettledResult<Awaited<ReturnType<typeof boot>>>[]> | undefined;
 function bootAll() {
-  booting ??= Promise.allSettled(Array.from({ length: VMS }, (_, i) => boot(i % 2 === 0 ? `bios-${i}` : `uefi-${i}`, i, i % 2 === 1)));
+  const uefi = (i: number) => i % 2 === 1 && process.env.MM_BOOT_FIRMWARE !== 'bios';
+  booting ??= Promise.allSettled(Array.from({ length: VMS }, (_, i) => boot(uefi(i) ? `uefi-${i}` : `bios-${i}`, i, uefi(i))));
   return booting;
 }
 
