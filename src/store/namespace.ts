@@ -1,8 +1,8 @@
+import { createHash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { createHash } from 'node:crypto';
 import { AmbiguousHashError, BootTemplateError, errnoOf, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_BOOT_FILE_BYTES, TEMPLATE_SUFFIX, type BootFilesConfig } from './boot-files.js';
@@ -159,7 +159,10 @@ export function classify(path: string): Route {
 // ---------------------------------------------------------------------------
 // Resolution against the disk.
 
-/** `boot`: a file of boot.files as it is; `template`: a boot.files NAME.tmpl rendered against snapshot rootId. */
+/**
+ * `boot`: a file of boot.files as it is; `template`: a boot.files NAME.tmpl rendered against snapshot
+ * rootId. Both are read anew at each request (readBootFile), never cached by cacheKey: the operator may edit them.
+ */
 export type TargetKind = 'metadata' | 'item' | 'bootloader' | 'boot' | 'template';
 
 /** A located file, not yet opened. Its bytes never change for a given cacheKey. */
