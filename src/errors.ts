@@ -626,3 +626,10 @@ export class UnpackToolError extends MirrorError {
     super(`cannot run xz to unpack bootloader archives (${reason}); install xz-utils (the xz command) and sync again`);
   }
 }
+
+export class BootTemplateError extends MirrorError {
+  readonly code = 'MM_BOOT_TEMPLATE';
+  constructor(template: string, reason: string) {
+    super(`boot template ${template} cannot be rendered: ${reason}; fix the file in the boot.files folder`);
+  }
+}

@@ -9,6 +9,7 @@ import { PullThroughService } from '../mirror/pull-through.js';
 import { createOps, OPS_PATHS, type Ops } from '../ops/index.js';
 import { BlobStore } from '../store/blobs.js';
 import { archiveLimits } from '../store/archive-unpack.js';
+import { bootFilesConfig } from '../store/boot-files.js';
 import { unpackBootloaders } from '../store/bootloaders.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { Layout } from '../store/layout.js';
@@ -53,7 +54,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { logger } = opts;
   const layout = new Layout(config.dataDir);
   const store = new BlobStore(layout);
-  const namespace = new Namespace({ layout, logger });
+  const namespace = new Namespace({ layout, logger, bootFiles: () => bootFilesConfig(config) });
   // Created after ops (which needs the publish hook), used by that hook.
   const late: { http?: HttpServerHandle; repair?: Promise<void> } = {};
   const ops = createOps({

@@ -1,7 +1,7 @@
 import { NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Namespace } from '../store/namespace.js';
 import { TftpAccessError } from '../tftp/errors.js';
-import type { TftpOpen } from '../tftp/files.js';
+import type { TftpFile, TftpOpen } from '../tftp/files.js';
 
 /**
  * TFTP reads the same namespace as HTTP: bootloaders by bare name and under
@@ -11,6 +11,10 @@ export function namespaceOpener(namespace: Namespace): TftpOpen {
   return async (name) => {
     let file;
     try {
+      const located = await namespace.locate(name);
+      if (located.ok && (located.target.kind === 'boot' || located.target.kind === 'template')) {
+        return bufferFile((await namespace.readBootFile(located.target)).data);
+      }
       // Rack names first (bootloaders, images/<hash>/…), then the tree's item paths.
       file = await namespace.resolve(name).catch((err: unknown) => {
         if (err instanceof NotFoundError) return namespace.resolve(name, { tree: true });
@@ -29,5 +33,13 @@ export function namespaceOpener(namespace: Namespace): TftpOpen {
       },
       close: () => file.close(),
     };
+  };
+}
+
+function bufferFile(data: Buffer): TftpFile {
+  return {
+    size: data.length,
+    read: (buffer, position) => Promise.resolve(data.copy(buffer, 0, position, Math.min(data.length, position + buffer.length))),
+    close: () => Promise.resolve(),
   };
 }

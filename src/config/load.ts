@@ -63,7 +63,7 @@ export interface Config {
     readonly firstAckResends: number;
   };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
-  readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined };
+  readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined; readonly files: string | undefined };
   readonly bootloaders: { readonly maxUnpackedBytes: number; readonly maxEntries: number; readonly unpackTimeout: number };
   readonly api: { readonly token: string | undefined };
   readonly images: { readonly contentId: string; readonly maxVersions: number; readonly maxUploadBytes: number };
@@ -210,7 +210,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       trustedProxies: c.http.trustedProxies,
     },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
-    boot: { forward: c.boot.forward },
+    boot: { forward: c.boot.forward, files: c.boot.files === undefined ? undefined : rel(c.boot.files) },
     bootloaders: { ...c.bootloaders },
     schedule: { ...c.schedule },
     api: { token: env.MAAS_MIRROR_API_TOKEN || c.api.token },

@@ -182,6 +182,8 @@ export const configSchema = z
       .strictObject({
         /** A TFTP server (a MAAS rack) asked for the per-machine configs maas-mirror does not have. */
         forward: forwardTarget.optional(),
+        /** A folder served over TFTP and HTTP at its relative paths; NAME.tmpl is rendered as NAME. */
+        files: z.string().min(1).optional(),
       })
       .prefault({}),
     bootloaders: z

@@ -99,6 +99,20 @@ export function createFileHandler(deps: HandlerDeps): (req: Request, res: Respon
 }
 
 async function serveTarget(req: Request, res: Response, target: Target, deps: HandlerDeps): Promise<void> {
+  if (target.kind === 'boot' || target.kind === 'template') {
+    // Read at each request (the operator may edit them; templates follow the snapshot), never remembered as hot answers.
+    const got = await deps.namespace.readBootFile(target);
+    await sendEntity(req, res, {
+      size: got.data.length,
+      etag: quoteTag(got.sha256),
+      lastModified: got.mtime,
+      contentType: contentTypeOf(target.kind, target.path),
+      cacheControl: CACHE_REVALIDATE,
+      negotiated: false,
+      body: { kind: 'buffer', data: got.data },
+    });
+    return;
+  }
   if (target.kind === 'item') {
     const file = await deps.namespace.open(target);
     try {
@@ -186,6 +200,7 @@ async function serveKeyring(req: Request, res: Response, path: string, deps: Han
 }
 
 async function rootChanged(ns: Namespace, target: Target): Promise<boolean> {
+  if (target.kind === 'boot') return false;
   const now = target.kind === 'bootloader' ? await ns.bootloadersId({ fresh: true }) : await ns.currentId({ fresh: true });
   return now !== target.rootId;
 }

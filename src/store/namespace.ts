@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { AmbiguousHashError, errnoOf, ManifestUnreadableError, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
+import { AmbiguousHashError, BootTemplateError, errnoOf, ManifestUnreadableError, type MirrorError, NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { MAX_BOOT_FILE_BYTES, TEMPLATE_SUFFIX, type BootFilesConfig } from './boot-files.js';
+import { MAX_TEMPLATE_BYTES, renderTemplate } from './boot-template.js';
+import { buildImageIndex, type ImageIndex } from './image-index.js';
 import type { Layout } from './layout.js';
 import { readManifest, type ManifestFile, type SnapshotManifest } from './manifest.js';
 
@@ -155,7 +159,11 @@ export function classify(path: string): Route {
 // ---------------------------------------------------------------------------
 // Resolution against the disk.
 
-export type TargetKind = 'metadata' | 'item' | 'bootloader';
+/**
+ * `boot`: a file of boot.files as it is; `template`: a boot.files NAME.tmpl rendered against snapshot
+ * rootId. Both are read anew at each request (readBootFile), never cached by cacheKey: the operator may edit them.
+ */
+export type TargetKind = 'metadata' | 'item' | 'bootloader' | 'boot' | 'template';
 
 /** A located file, not yet opened. Its bytes never change for a given cacheKey. */
 export interface Target {
@@ -183,6 +191,13 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/** A boot file read whole (templates rendered): what both servers send. */
+export interface BootFileBytes {
+  readonly data: Buffer;
+  readonly sha256: string;
+  readonly mtime: Date;
+}
+
 export type Located = { readonly ok: true; readonly target: Target } | { readonly ok: false; readonly error: MirrorError };
 
 interface SnapshotIndex {
@@ -206,6 +221,8 @@ export interface NamespaceOptions {
    * metadata answer; invalidate() makes a publish visible at once.
    */
   readonly linkTtlMs?: number;
+  /** boot.files, asked at each request (the configuration may be reloaded). */
+  readonly bootFiles?: () => BootFilesConfig | undefined;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -225,6 +242,8 @@ export class Namespace {
   /** link + id → when the link was switched to that id (bounded: one entry per switch seen). */
   private readonly switchedAt = new LRUCache<string, Date>({ max: 64 });
   private readonly links = new Map<string, { readonly id: Promise<string | undefined>; readonly until: number; settled?: string }>();
+  private readonly bootFiles: (() => BootFilesConfig | undefined) | undefined;
+  private readonly images = new LRUCache<string, Promise<ImageIndex>>({ max: 4 });
 
   constructor(options: NamespaceOptions) {
     this.layout = options.layout;
@@ -234,6 +253,7 @@ export class Namespace {
     this.linkTtlMs = options.linkTtlMs ?? 1_000;
     this.currentLink = this.layout.current;
     this.bootloadersLink = this.layout.bootloaders;
+    this.bootFiles = options.bootFiles;
   }
 
   /** Drops every cached index and answer; call after a publish (reads also notice `current` changing on their own). */
@@ -243,6 +263,7 @@ export class Namespace {
     this.bootRoots.clear();
     this.bootNames.clear();
     this.links.clear();
+    this.images.clear();
   }
 
   /** The snapshot `current` points at (read at most once per linkTtlMs unless fresh). */
@@ -320,8 +341,86 @@ export class Namespace {
       case 'bootloader':
         return this.locateBootloader(route.candidates, safe);
       default:
-        return { ok: false, error: new NotFoundError(`nothing is served at /${safe}`) };
+        return this.locateBootFile(safe);
     }
+  }
+
+  /** A file of boot.files: NAME as it is, else NAME.tmpl (rendered). The .tmpl name itself is not served. */
+  private async locateBootFile(safe: string): Promise<Located> {
+    const config = this.bootFiles?.();
+    const nothing: Located = { ok: false, error: new NotFoundError(`nothing is served at /${safe}`) };
+    if (!config || safe === '' || safe.endsWith(TEMPLATE_SUFFIX)) return nothing;
+    let root: string;
+    try {
+      root = await realpath(config.dir);
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'ENOTDIR') throw err;
+      this.logger?.warn({ dir: config.dir }, 'the boot.files folder does not exist');
+      return nothing;
+    }
+    if (await isRegularFileInside(root, safe)) {
+      return { ok: true, target: { kind: 'boot', rootId: 'boot.files', root, path: safe, immutable: false, cacheKey: `f:${safe}` } };
+    }
+    const template = `${safe}${TEMPLATE_SUFFIX}`;
+    if (!(await isRegularFileInside(root, template))) return nothing;
+    const id = await this.currentId();
+    if (id === undefined) return { ok: false, error: new NoSnapshotError() };
+    return { ok: true, target: { kind: 'template', rootId: id, root, path: template, immutable: false, cacheKey: `t:${id}:${safe}` } };
+  }
+
+  /**
+   * The bytes of a boot file: read whole (size-capped), and for a template
+   * rendered against its snapshot. A template naming an image the snapshot
+   * does not hold is a NotFoundError, logged with the images it lacks.
+   */
+  async readBootFile(target: Target): Promise<BootFileBytes> {
+    const file = await this.open(target);
+    let data: Buffer;
+    try {
+      const cap = target.kind === 'template' ? MAX_TEMPLATE_BYTES : MAX_BOOT_FILE_BYTES;
+      if (file.size > cap) {
+        if (target.kind === 'template') throw new BootTemplateError(target.path, `it is larger than ${cap} bytes`);
+        throw new NotFoundError(`/${target.path} is larger than ${cap} bytes, the limit for a boot file; serve it from the tree instead`);
+      }
+      data = Buffer.alloc(file.size);
+      let pos = 0;
+      while (pos < data.length) {
+        const { bytesRead } = await file.handle.read(data, pos, data.length - pos, pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+      }
+      data = data.subarray(0, pos);
+    } finally {
+      await file.close();
+    }
+    const mtime = this.lastModified(target, file.mtime);
+    if (target.kind === 'template') data = await this.render(target, data);
+    return { data, sha256: createHash('sha256').update(data).digest('hex'), mtime };
+  }
+
+  private async render(target: Target, template: Buffer): Promise<Buffer> {
+    const images = await this.imageIndex(target.rootId);
+    const name = target.path.slice(0, -TEMPLATE_SUFFIX.length);
+    const result = renderTemplate(target.path, template.toString('utf8'), {
+      server: this.bootFiles?.()?.server,
+      imagePath: (image) => {
+        const found = images.get(image);
+        return found && `/images/${found.sha256}/${found.ftype}`;
+      },
+    });
+    if (result.ok) return Buffer.from(result.text);
+    this.logger?.warn({ file: name, snapshot: target.rootId, missing: result.missing }, `boot file ${name} not served: snapshot ${target.rootId} has no image ${result.missing.join(', ')}`);
+    throw new NotFoundError(`/${name} names ${result.missing.join(', ')}, which snapshot ${target.rootId} does not hold; sync that image or fix ${target.path}`);
+  }
+
+  private imageIndex(id: string): Promise<ImageIndex> {
+    let p = this.images.get(id);
+    if (!p) {
+      p = this.index(id).then((index) => buildImageIndex(index.root, index.manifest));
+      this.images.set(id, p);
+      p.catch(() => this.images.delete(id));
+    }
+    return p;
   }
 
   /** Selects among the files the current snapshot lists by the first 7 to 64 hex digits of their sha256. */
@@ -462,7 +561,7 @@ export class Namespace {
    * bytes: a rollback by another process does not clear our caches.
    */
   lastModified(target: Pick<Target, 'kind' | 'rootId'>, mtime: Date): Date {
-    const link = target.kind === 'bootloader' ? this.bootloadersLink : target.kind === 'metadata' ? this.currentLink : undefined;
+    const link = target.kind === 'bootloader' ? this.bootloadersLink : target.kind === 'metadata' || target.kind === 'template' ? this.currentLink : undefined;
     const switched = link === undefined ? undefined : this.switchedAt.get(`${link}\u0000${target.rootId}`);
     return switched !== undefined && switched > mtime ? switched : mtime;
   }
@@ -549,10 +648,20 @@ async function isFileInside(root: string, path: string): Promise<boolean> {
   }
 }
 
+async function isRegularFileInside(root: string, path: string): Promise<boolean> {
+  try {
+    const real = await realpath(join(root, path));
+    return real.startsWith(root + sep) && (await stat(real)).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function unsafe(path: string): Located {
   return { ok: false, error: new UnsafePathError(path.slice(0, 200), 'a request') };
 }
 
 function notFound(target: Target): NotFoundError {
+  if (target.kind === 'boot' || target.kind === 'template') return new NotFoundError(`/${target.path} is not a file in boot.files`);
   return new NotFoundError(`/${target.path} is not in ${target.kind === 'bootloader' ? 'the bootloaders' : 'snapshot'} ${target.rootId}`);
 }

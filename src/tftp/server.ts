@@ -221,6 +221,11 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       this.emitEnd('bad_request', name, client, started);
       return;
     }
+    if (this.isRepeat(client, name)) {
+      // A client that thinks its request lost asks again from the same port; the running transfer resends on its own timer.
+      this.opts.logger.debug({ client: `${client.address}:${client.port}`, file: name }, 'TFTP request repeated while its transfer runs; ignored');
+      return;
+    }
     const slot = this.admit(client, name, started);
     if (!slot) {
       reply(ErrorCode.undefined, 'server busy, try again later');
@@ -328,6 +333,19 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     }
     // Never throws: a failure to send ends the transfer (timer, socket, file) as an error.
     slot.transfer.start();
+  }
+
+  /**
+   * Same client address and port, same file, transfer still running: a
+   * repeated request, not a new transfer. lpxelinux sends every request from
+   * one port, so a second transfer would keep sending DATA to that port after
+   * the client moved on to its next file there. (At most maxTransfersPerClient slots.)
+   */
+  private isRepeat(client: TftpClient, file: string): boolean {
+    for (const s of this.byClient.get(client.address) ?? []) {
+      if (!s.released && s.file === file && s.client.port === client.port) return true;
+    }
+    return false;
   }
 
   /**
