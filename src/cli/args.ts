@@ -121,9 +121,18 @@ export function parseCommandLine<Ctx>(argv: readonly string[], table: readonly C
   if (!command) {
     if (words.length === 0) {
       if (argv.includes('--version')) return { kind: 'version' };
-      return wantsHelp ? { kind: 'help', text: overview(table) } : { kind: 'usage-error', message: 'no command given', help: overview(table) };
+      if (wantsHelp) return { kind: 'help', text: overview(table) };
+      // A misspelt global flag alone ("--versoin") is named, not reported as a missing command.
+      const flag = argv.find((a) => a.startsWith('-') && a !== '--config');
+      const globals = Object.keys(GLOBAL_FLAGS).map((n) => `--${n}`);
+      const message = flag ? `unknown option "${flag.split('=')[0]}"${suggest(flag.split('=')[0]!, globals)}` : 'no command given';
+      return { kind: 'usage-error', message, help: overview(table) };
     }
     const group = table.filter((c) => c.name.startsWith(`${words[0]} `));
+    if (group.length > 0 && words.length === 1 && wantsHelp) {
+      // "images --help": the group's commands, each with its usage.
+      return { kind: 'help', text: group.map((c) => `Usage: ${usageLine(c)}\n  ${c.summary}`).join('\n') + `\nRun "maas-mirror ${words[0]} <command> --help" for the options of one.\n` };
+    }
     if (group.length > 0) {
       const sub = words[1];
       const message = sub

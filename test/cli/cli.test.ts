@@ -64,10 +64,27 @@ describe('maas-mirror command line', () => {
     const sub = await cli(['keys', 'exprot']);
     expect(sub.code).toBe(2);
     expect(sub.stderr).toContain('(did you mean "keys export"?)');
-    for (const r of [flag, extra, second, command, sub]) {
+    const global = await cli(['--versoin']);
+    expect(global.code).toBe(2);
+    expect(global.stderr).toContain('unknown option "--versoin" (did you mean "--version"?)');
+    const required = await cli(['images', 'add', 'x.tar.gz', '--os', 'rhel']);
+    expect(required.code).toBe(2);
+    expect(required.stderr).toContain('images add needs --os, --release and --arch (missing: --release, --arch)');
+    for (const r of [flag, extra, second, command, sub, global, required]) {
       expect(r.stdout).toBe('');
       noStack(r.stderr);
     }
+  }, 60_000);
+
+  it('prints a command group\'s usage for "<group> --help", and a subcommand\'s own --version flag is not the global one', async () => {
+    const group = await cli(['images', '--help']);
+    expect(group.code).toBe(0);
+    for (const name of ['images add', 'images list', 'images remove']) expect(group.stdout).toContain(`Usage: maas-mirror ${name}`);
+    const keys = await cli(['keys', '--help']);
+    expect(keys).toMatchObject({ code: 0, stdout: expect.stringContaining('Usage: maas-mirror keys export') });
+    const version = await cli(['images', 'remove', 'rhel/9/amd64', '--version', '20260101_01', '--config', '/nonexistent/c.yaml']);
+    expect(version.stdout).not.toMatch(/^maas-mirror \d/);
+    expect(version.code).toBe(2);
   }, 60_000);
 
   it('keys export -o into a missing folder is a clear exit 2, not a stack trace', async () => {
