@@ -14,7 +14,7 @@ import { unpackBootloaders } from '../store/bootloaders.js';
 import { acquireLock, type Lock } from '../store/lock.js';
 import { Layout } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
-import { Namespace } from '../store/namespace.js';
+import { Resolver } from '../store/resolver.js';
 import { currentSnapshotId } from '../store/snapshots.js';
 import { TftpServer, forwardingOpener } from '../tftp/index.js';
 import { namespaceOpener } from './tftp-open.js';
@@ -54,7 +54,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { logger } = opts;
   const layout = new Layout(config.dataDir);
   const store = new BlobStore(layout);
-  const namespace = new Namespace({ layout, logger, bootFiles: () => bootFilesConfig(config) });
+  const namespace = new Resolver({ layout, logger, bootFiles: () => bootFilesConfig(config) });
   // Created after ops (which needs the publish hook), used by that hook.
   const late: { http?: HttpServerHandle; repair?: Promise<void> } = {};
   const ops = createOps({

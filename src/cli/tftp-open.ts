@@ -1,5 +1,5 @@
 import { NoSnapshotError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
-import type { Namespace } from '../store/namespace.js';
+import type { Resolver } from '../store/resolver.js';
 import { TftpAccessError } from '../tftp/errors.js';
 import type { TftpFile, TftpOpen } from '../tftp/files.js';
 
@@ -7,7 +7,7 @@ import type { TftpFile, TftpOpen } from '../tftp/files.js';
  * TFTP reads the same namespace as HTTP: bootloaders by bare name and under
  * bootloaders/, the tree's item paths, images/<hash prefix>/…
  */
-export function namespaceOpener(namespace: Namespace): TftpOpen {
+export function namespaceOpener(namespace: Resolver): TftpOpen {
   return async (name) => {
     let file;
     try {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Target } from '../store/namespace.js';
+import type { Target } from '../store/resolver.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, contentTypeOf } from './entity.js';
 
 /**

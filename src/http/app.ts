@@ -3,7 +3,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Config } from '../config/load.js';
 import { childLogger, type Logger } from '../log.js';
 import type { Layout } from '../store/layout.js';
-import { Namespace } from '../store/namespace.js';
+import { Resolver } from '../store/resolver.js';
 import { trustedPeers } from './accel.js';
 import { AccessLog } from './access-log.js';
 import { ContentCache, type ContentCacheOptions } from './content-cache.js';
@@ -34,7 +34,7 @@ export interface HttpAppOptions {
   readonly layout: Layout;
   readonly logger: Logger;
   /** Share one with the TFTP server; made here when absent. */
-  readonly namespace?: Namespace;
+  readonly namespace?: Resolver;
   /**
    * Mounts extra routes after the access log and before the read-only
    * catch-all, so they may take other methods than GET/HEAD. On the
@@ -56,14 +56,14 @@ export interface HttpAppOptions {
 export interface HttpApp extends Express {
   /** Drops cached files, hash answers, manifest indexes and the cached `current`: call after each publish. */
   invalidate(): void;
-  readonly namespace: Namespace;
+  readonly namespace: Resolver;
   /** The files side without express: logs and answers one request (what startHttpServer uses outside /api). */
   serveFile(req: IncomingMessage, res: ServerResponse): void;
 }
 
 export function createHttpApp(options: HttpAppOptions): HttpApp {
   const logger = childLogger(options.logger, { component: 'http' });
-  const namespace = options.namespace ?? new Namespace({ layout: options.layout, logger });
+  const namespace = options.namespace ?? new Resolver({ layout: options.layout, logger });
   const cache = new ContentCache(options.cache);
   const ready = new ReadyAnswers();
   const files = createFileHandler({

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
-import type { OpenedFile } from '../store/namespace.js';
+import type { OpenedFile } from '../store/resolver.js';
 
 /**
  * Small files (metadata, bootloaders) kept in memory by a key that names

@@ -1,4 +1,4 @@
-import type { OpenedFile, TargetKind } from '../store/namespace.js';
+import type { OpenedFile, TargetKind } from '../store/resolver.js';
 
 /** What is about to be sent: validators, headers policy and where the bytes are. */
 export interface Entity {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type { IncomingMessage as Request, ServerResponse as Response } from 'node:http';
 import { errnoOf, MethodNotAllowedError, NotFoundError, NotHeldError, UnsafePathError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { safeRelativePath, type Located, type Namespace, type OpenedFile, type Target } from '../store/namespace.js';
+import { safeRelativePath } from '../store/safe-path.js';
+import { type Located, type Resolver, type OpenedFile, type Target } from '../store/resolver.js';
 import { ACCEL_HEADER, accelPathOf, accelPrefixOf, sendAccel } from './accel.js';
 import type { ContentCache } from './content-cache.js';
 import { CACHE_IMMUTABLE, CACHE_REVALIDATE, compressible, contentTypeOf, quoteTag, type Entity } from './entity.js';
@@ -15,7 +16,7 @@ import { sendReady, type ReadyAnswers } from './ready-answers.js';
 import { sendEntity } from './send.js';
 
 export interface HandlerDeps {
-  readonly namespace: Namespace;
+  readonly namespace: Resolver;
   readonly cache: ContentCache;
   /** config.http.prefix, e.g. /maas/images/ephemeral-v3/stable/ */
   readonly prefix: string;
@@ -199,7 +200,7 @@ async function serveKeyring(req: Request, res: Response, path: string, deps: Han
   await sendEntity(req, res, entity);
 }
 
-async function rootChanged(ns: Namespace, target: Target): Promise<boolean> {
+async function rootChanged(ns: Resolver, target: Target): Promise<boolean> {
   if (target.kind === 'boot') return false;
   const now = target.kind === 'bootloader' ? await ns.bootloadersId({ fresh: true }) : await ns.currentId({ fresh: true });
   return now !== target.rootId;

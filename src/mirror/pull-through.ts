@@ -9,7 +9,7 @@ import { ChecksumError, errnoOf, isMirrorError, SizeMismatchError, UpstreamHttpE
 import type { BlobStore } from '../store/blobs.js';
 import type { Layout } from '../store/layout.js';
 import type { ManifestFile } from '../store/manifest.js';
-import type { OpenedFile } from '../store/namespace.js';
+import type { OpenedFile } from '../store/resolver.js';
 import { translateError, UpstreamClient } from './client.js';
 import { joinUrl } from './url.js';
 

@@ -1,4 +1,4 @@
-import { classify } from '../store/namespace.js';
+import { classify } from '../store/routes.js';
 
 /**
  * The `route` label of the HTTP metrics: a small fixed set, so that no

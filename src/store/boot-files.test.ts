@@ -6,7 +6,7 @@ import { BootTemplateError, NoSnapshotError, NotFoundError } from '../errors.js'
 import { serverBase } from './boot-files.js';
 import { MAX_PLACEHOLDERS, MAX_TEMPLATE_BYTES, renderTemplate } from './boot-template.js';
 import type { Layout } from './layout.js';
-import { Namespace, type Target } from './namespace.js';
+import { Resolver, type Target } from './resolver.js';
 
 const KERNEL = 'ubuntu/noble/amd64/ga-24.04/generic/boot-kernel';
 const INITRD = 'ubuntu/noble/amd64/ga-24.04/generic/boot-initrd';
@@ -101,7 +101,7 @@ describe('boot.files in the namespace', () => {
 
   const config = (server: string | undefined = 'http://10.0.0.1:8080') => () => ({ dir, server });
 
-  async function text(ns: Namespace, name: string): Promise<string> {
+  async function text(ns: Resolver, name: string): Promise<string> {
     const got = await ns.locate(name);
     if (!got.ok) throw got.error;
     return (await ns.readBootFile(got.target)).data.toString();
@@ -111,7 +111,7 @@ describe('boot.files in the namespace', () => {
     await publishNoble(t.layout, 1, '20260101', 'KERNEL-1');
     await writeFile(join(dir, 'boot.ipxe'), '#!ipxe\nchain {{server}}/x\n');
     await writeFile(join(dir, 'pxelinux.cfg/default.tmpl'), `KERNEL {{url:${KERNEL}}}\nINITRD {{path:${INITRD}}}\n`);
-    const ns = new Namespace({ layout: t.layout, linkTtlMs: 0, bootFiles: config() });
+    const ns = new Resolver({ layout: t.layout, linkTtlMs: 0, bootFiles: config() });
 
     // A plain file is served as it is, placeholders and all.
     expect(await text(ns, 'boot.ipxe')).toBe('#!ipxe\nchain {{server}}/x\n');
@@ -134,7 +134,7 @@ describe('boot.files in the namespace', () => {
     await publishNoble(t.layout, 3, '20260101', 'KERNEL');
     await writeFile(join(dir, 'grub.cfg.tmpl'), `linux {{url:${KERNEL}}}\ninitrd {{url:ubuntu/jammy/amd64/ga-22.04/generic/boot-initrd}}\n`);
     const { logger, lines } = captureLogger();
-    const ns = new Namespace({ layout: t.layout, logger, bootFiles: config() });
+    const ns = new Resolver({ layout: t.layout, logger, bootFiles: config() });
     const got = await ns.locate('grub.cfg');
     expect(got.ok).toBe(true);
     await expect(ns.readBootFile((got as { target: Target }).target)).rejects.toThrow(NotFoundError);
@@ -150,7 +150,7 @@ describe('boot.files in the namespace', () => {
     await writeFile(join(dir, 'inside'), 'IN');
     await symlink('inside', join(dir, 'alias'));
     await writeFile(join(dir, 'x.tmpl'), 'X');
-    const ns = new Namespace({ layout: t.layout, bootFiles: config() });
+    const ns = new Resolver({ layout: t.layout, bootFiles: config() });
     for (const name of ['leak', 'leak2', 'up/secret', '../secret', 'pxelinux.cfg', 'nothing']) {
       const got = await ns.locate(name);
       expect(got.ok, name).toBe(false);
@@ -160,7 +160,7 @@ describe('boot.files in the namespace', () => {
     const x = await ns.locate('x');
     expect(!x.ok && x.error).toBeInstanceOf(NoSnapshotError);
     // Without boot.files, the same names are simply not served.
-    expect((await new Namespace({ layout: t.layout }).locate('inside')).ok).toBe(false);
+    expect((await new Resolver({ layout: t.layout }).locate('inside')).ok).toBe(false);
     // A bootloader name is never shadowed by an operator's file.
     await writeFile(join(dir, 'lpxelinux.0'), 'NOT A BOOTLOADER');
     expect((await ns.locate('lpxelinux.0')).ok).toBe(false);

@@ -6,7 +6,7 @@ import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { captureLogger, publishSnapshot, snapshotId, tempDataDir, type TempData } from '../../test/http/fixture.js';
 import { unpackBootloaders } from './bootloaders.js';
-import { Namespace } from './namespace.js';
+import { Resolver } from './resolver.js';
 import { readManifest, type ManifestBootloader } from './manifest.js';
 
 let t: TempData;
@@ -137,7 +137,7 @@ describe('unpackBootloaders', () => {
     };
     await publish(1, 'ONE');
     // A daemon that read the link just before the switch keeps using it for linkTtlMs.
-    const ns = new Namespace({ layout: t.layout, linkTtlMs: 60_000 });
+    const ns = new Resolver({ layout: t.layout, linkTtlMs: 60_000 });
     const before = await ns.resolve('bootx64.efi');
     expect((await before.handle.readFile()).toString()).toBe('ONE');
     await before.close();
@@ -152,7 +152,7 @@ describe('unpackBootloaders', () => {
       expect((await stale.handle.readFile()).toString(), name).toBe('ONE');
       await stale.close();
     }
-    const fresh = new Namespace({ layout: t.layout });
+    const fresh = new Resolver({ layout: t.layout });
     const now = await fresh.resolve('bootx64.efi');
     expect((await now.handle.readFile()).toString()).toBe('TWO');
     await now.close();

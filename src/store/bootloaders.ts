@@ -15,7 +15,7 @@ export type { RefusedEntry } from './archive-unpack.js';
  * bootloaders.d/<snapshot id>/<bootloader-type>/<arch>/ and `bootloaders` is
  * switched to it, so TFTP and HTTP can serve bootx64.efi & co by bare name.
  * The folder switched away from stays until the next switch: a server that
- * read the link a moment before (Namespace trusts it for linkTtlMs) still
+ * read the link a moment before (Resolver trusts it for linkTtlMs) still
  * finds its files. An open download keeps its inode when a folder goes.
  *
  * Every link left in a <type>/<arch> folder resolves inside that folder, as

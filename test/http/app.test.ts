@@ -8,7 +8,7 @@ import express, { type Express } from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApp, type HttpApp } from '../../src/http/index.js';
-import { Namespace } from '../../src/store/namespace.js';
+import { Resolver } from '../../src/store/resolver.js';
 import type { PullThrough } from '../../src/http/pull-through.js';
 import { rawGet } from '../helpers/raw-http.js';
 import { captureLogger, publishSnapshot, sampleTree, sha256, snapshotId, tempDataDir, type CapturedLogger, type TempData } from './fixture.js';
@@ -476,7 +476,7 @@ describe('methods, hooks, log', () => {
   });
 
   it('follows a publish at once with invalidate(), and within linkTtlMs without', async () => {
-    const quick = createHttpApp({ config, layout: t.layout, logger: log.logger, namespace: new Namespace({ layout: t.layout, linkTtlMs: 30 }) });
+    const quick = createHttpApp({ config, layout: t.layout, logger: log.logger, namespace: new Resolver({ layout: t.layout, linkTtlMs: 30 }) });
     // Twice: the second answer comes from the ready-made answers, which must not outlive the switch either.
     expect((await request(quick).get(PREFIX + 'streams/v1/index.json')).text).toBe(tree.metadata['streams/v1/index.json']);
     expect((await request(quick).get(PREFIX + 'streams/v1/index.json')).text).toBe(tree.metadata['streams/v1/index.json']);

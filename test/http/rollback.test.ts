@@ -4,7 +4,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApp } from '../../src/http/index.js';
 import { silentLogger } from '../../src/log.js';
-import { Namespace } from '../../src/store/namespace.js';
+import { Resolver } from '../../src/store/resolver.js';
 import { publishSnapshot, snapshotId, switchCurrent, tempDataDir, type TempData } from './fixture.js';
 import { PREFIX } from './server.js';
 
@@ -23,7 +23,7 @@ describe('Last-Modified across a rollback', () => {
   it('never goes back in time, so If-Modified-Since cannot hide the rolled-back bytes', async () => {
     // linkTtlMs 0: every request reads the link, so the test need not wait out the daemon's second.
     const logger = silentLogger();
-    const app = createHttpApp({ config, layout: t.layout, logger, namespace: new Namespace({ layout: t.layout, logger, linkTtlMs: 0 }) });
+    const app = createHttpApp({ config, layout: t.layout, logger, namespace: new Resolver({ layout: t.layout, logger, linkTtlMs: 0 }) });
     const nextSecond = () => new Promise((r) => setTimeout(r, 1_100)); // HTTP dates have whole seconds
     await publishSnapshot(t.layout, { id: snapshotId(1), metadata: { [INDEX]: '{"old":true}\n' } });
     // The older tree's files were written days ago, as a kept snapshot's are.

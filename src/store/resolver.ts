@@ -10,6 +10,9 @@ import { MAX_TEMPLATE_BYTES, renderTemplate } from './boot-template.js';
 import { buildImageIndex, type ImageIndex } from './image-index.js';
 import type { Layout } from './layout.js';
 import { readManifest, type ManifestFile, type SnapshotManifest } from './manifest.js';
+import type { BootloaderCandidate } from './boot-methods.js';
+import { classify } from './routes.js';
+import { safeRelativePath } from './safe-path.js';
 
 /**
  * The one map from a request path (HTTP or TFTP) to a file of the current
@@ -17,147 +20,6 @@ import { readManifest, type ManifestFile, type SnapshotManifest } from './manife
  * path that is safe, a hash prefix or a bootloader name means the same
  * thing whichever protocol asked.
  */
-
-// ---------------------------------------------------------------------------
-// Path safety: pure, no I/O.
-
-export const MAX_PATH_LENGTH = 1024;
-export const MAX_SEGMENT_LENGTH = 255;
-
-/**
- * A request path as it came (percent-encoded when `decode`) → a clean relative
- * path of plain segments joined by "/", or undefined when it is not safe.
- *
- * Stricter than normalising: any ".." segment is refused even when it would
- * stay inside, so no spelling can climb out. "\" is a separator (UEFI and
- * Windows clients send it), empty and "." segments are dropped, control bytes
- * and NUL are refused, and a "%" left after the one decoding is refused so a
- * double-encoded ".." can never reach a later decoder.
- */
-export function safeRelativePath(raw: string, options: { decode?: boolean } = {}): string | undefined {
-  if (raw.length > MAX_PATH_LENGTH * 3) return undefined;
-  let p = raw;
-  if (options.decode) {
-    try {
-      p = decodeURIComponent(p);
-    } catch {
-      return undefined;
-    }
-  }
-  if (p.length > MAX_PATH_LENGTH) return undefined;
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f%]/.test(p)) return undefined;
-  const out: string[] = [];
-  for (const seg of p.split(/[/\\]/)) {
-    if (seg === '' || seg === '.') continue;
-    if (seg === '..' || seg.length > MAX_SEGMENT_LENGTH) return undefined;
-    out.push(seg);
-  }
-  return out.join('/');
-}
-
-// ---------------------------------------------------------------------------
-// The bootloader table, written from MAAS's boot methods
-// (provisioningserver/boot/{pxe,uefi_amd64,uefi_arm64,open_firmware_ppc64el,powernv}.py
-// and maascommon/bootmethods.py): which files a method puts at the TFTP/HTTP
-// root, and from which unpacked bootloaders/<type>/<arch>/ folder.
-
-export interface BootMethodRow {
-  /** MAAS boot method names this row stands for. */
-  readonly methods: readonly string[];
-  /** The `bootloader-type` of the bootloader product, i.e. the folder. */
-  readonly bootloaderType: string;
-  /** Folders to look in, first found wins. */
-  readonly arches: readonly string[];
-  /** Names served at the root. */
-  readonly files: readonly string[];
-}
-
-export const BOOT_METHODS: readonly BootMethodRow[] = [
-  {
-    methods: ['pxe'],
-    bootloaderType: 'pxe',
-    // MAAS lists i386 and amd64; the amd64 product is the one still updated.
-    arches: ['amd64', 'i386'],
-    files: ['lpxelinux.0', 'chain.c32', 'ifcpu64.c32', 'ldlinux.c32', 'libcom32.c32', 'libutil.c32'],
-  },
-  {
-    methods: ['uefi_amd64_tftp', 'uefi_amd64_http', 'uefi_ebc_tftp'],
-    bootloaderType: 'uefi',
-    arches: ['amd64'],
-    files: ['bootx64.efi', 'grubx64.efi'],
-  },
-  {
-    methods: ['uefi_arm64_tftp', 'uefi_arm64_http'],
-    bootloaderType: 'uefi',
-    arches: ['arm64'],
-    files: ['bootaa64.efi', 'grubaa64.efi'],
-  },
-  {
-    methods: ['open-firmware_ppc64el'],
-    bootloaderType: 'open-firmware',
-    arches: ['ppc64el', 'ppc64'],
-    files: ['bootppc64.bin'],
-  },
-];
-
-/** MAAS links pxelinux.0 to lpxelinux.0 for external DHCP servers that still name the old file. */
-export const BOOT_ALIASES: Readonly<Record<string, string>> = { 'pxelinux.0': 'lpxelinux.0' };
-
-/** The syslinux modules beyond MAAS's list: MAAS exposes the whole pxe folder for custom configs. */
-const SYSLINUX_MODULE_RE = /^[a-z0-9_+-]{1,64}\.c32$/;
-
-export interface BootloaderCandidate {
-  readonly bootloaderType: string;
-  readonly arch: string;
-  readonly file: string;
-}
-
-const bareNames = new Map<string, BootMethodRow>();
-for (const row of BOOT_METHODS) for (const f of row.files) bareNames.set(f, row);
-const pxeRow = BOOT_METHODS.find((r) => r.bootloaderType === 'pxe')!;
-
-/** Where a bare bootloader name can come from, in preference order; [] if it is not one. */
-export function bootloaderCandidates(name: string): BootloaderCandidate[] {
-  const lower = name.toLowerCase();
-  const file = BOOT_ALIASES[lower] ?? lower;
-  const row = bareNames.get(file) ?? (SYSLINUX_MODULE_RE.test(file) ? pxeRow : undefined);
-  if (!row) return [];
-  return row.arches.map((arch) => ({ bootloaderType: row.bootloaderType, arch, file }));
-}
-
-// ---------------------------------------------------------------------------
-// Classification of a safe path: pure.
-
-const SEGMENT_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
-const HASH_RE = /^(?:MAAS\/boot-resources|images)\/([0-9a-fA-F]{7,64})(?:\/(.*))?$/;
-const BOOTLOADER_RE = /^bootloaders\/([^/]+)\/([^/]+)\/(.+)$/;
-const BARE_RE = /^(?:images\/|syslinux\/)?([^/]+)$/;
-
-export type Route =
-  | { readonly kind: 'hash'; readonly prefix: string; readonly label: string }
-  | { readonly kind: 'bootloader'; readonly candidates: readonly BootloaderCandidate[] }
-  | { readonly kind: 'none' };
-
-/** What a safe relative path (output of safeRelativePath) asks for, outside the region tree. */
-export function classify(path: string): Route {
-  const h = HASH_RE.exec(path);
-  if (h) return { kind: 'hash', prefix: h[1]!.toLowerCase(), label: h[2] ?? '' };
-  const b = BOOTLOADER_RE.exec(path);
-  if (b) {
-    if (!SEGMENT_RE.test(b[1]!) || !SEGMENT_RE.test(b[2]!)) return { kind: 'none' };
-    return { kind: 'bootloader', candidates: [{ bootloaderType: b[1]!, arch: b[2]!, file: b[3]! }] };
-  }
-  const bare = BARE_RE.exec(path);
-  if (bare) {
-    const candidates = bootloaderCandidates(bare[1]!);
-    if (candidates.length > 0) return { kind: 'bootloader', candidates };
-  }
-  return { kind: 'none' };
-}
-
-// ---------------------------------------------------------------------------
-// Resolution against the disk.
 
 /**
  * `boot`: a file of boot.files as it is; `template`: a boot.files NAME.tmpl rendered against snapshot
@@ -210,7 +72,7 @@ interface SnapshotIndex {
   readonly pathOf: ReadonlyMap<string, string>;
 }
 
-export interface NamespaceOptions {
+export interface ResolverOptions {
   readonly layout: Layout;
   readonly logger?: Logger;
   /** Hash-prefix answers kept per snapshot. */
@@ -228,7 +90,7 @@ export interface NamespaceOptions {
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MAX_CANDIDATES = 32;
 
-export class Namespace {
+export class Resolver {
   private readonly layout: Layout;
   private readonly logger: Logger | undefined;
   private readonly indexes = new LRUCache<string, Promise<SnapshotIndex>>({ max: 4 });
@@ -245,7 +107,7 @@ export class Namespace {
   private readonly bootFiles: (() => BootFilesConfig | undefined) | undefined;
   private readonly images = new LRUCache<string, Promise<ImageIndex>>({ max: 4 });
 
-  constructor(options: NamespaceOptions) {
+  constructor(options: ResolverOptions) {
     this.layout = options.layout;
     this.logger = options.logger;
     this.prefixes = new LRUCache({ max: options.prefixCacheSize ?? 10_000 });
