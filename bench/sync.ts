@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import * as openpgp from 'openpgp';
-import { UpstreamFixture } from '../src/fixture/upstream.js';
+import { UpstreamFixture } from '../src/demo-upstream/upstream.js';
 import { startNginx, type Nginx } from './nginx.js';
 import { bestOf, compiled, removeCompiled, mbps, round, table, type BenchRow } from './lib.js';
 

@@ -19,7 +19,7 @@ const RANK: Readonly<Record<string, number>> = {
   http: 6,
   tftp: 6,
   ops: 7,
-  fixture: 7,
+  'demo-upstream': 7,
   cli: 8,
 };
 

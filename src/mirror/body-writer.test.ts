@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SizeMismatchError } from '../errors.js';
-import { syntheticBytes } from '../fixture/bytes.js';
+import { syntheticBytes } from '../demo-upstream/bytes.js';
 import { BodyWriter } from './body-writer.js';
 import { HashPool } from './hash-pool.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HashPool, type PooledHash } from './hash-pool.js';
-import { syntheticBytes } from '../fixture/bytes.js';
+import { syntheticBytes } from '../demo-upstream/bytes.js';
 
 const pool = new HashPool(2);
 afterAll(() => pool.close());

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/config/load.js';
-import { UpstreamFixture, type RealFile } from '../../src/fixture/upstream.js';
+import { UpstreamFixture, type RealFile } from '../../src/demo-upstream/upstream.js';
 import { makeKey } from '../helpers/env.js';
 import { writeInitrd } from './initrd.js';
 import { FILES, KERNEL, Lab, requireTools } from './lab.js';

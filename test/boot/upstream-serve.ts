@@ -1,4 +1,4 @@
-import { UpstreamServer } from '../../src/fixture/server.js';
+import { UpstreamServer } from '../../src/demo-upstream/server.js';
 
 /** The generated upstream, served from inside the boot lab's namespace: prints its URL, stops on SIGTERM. */
 const server = new UpstreamServer({ root: process.argv[2]! });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import type { IndexDocument, ProductsDocument } from '../../src/simplestreams/types.js';
 import { newestVersions } from '../../src/simplestreams/versions.js';
-import type { UpstreamFixture } from '../../src/fixture/upstream.js';
+import type { UpstreamFixture } from '../../src/demo-upstream/upstream.js';
 
 export const BIN = join(import.meta.dirname, '../../bin/maas-mirror.js');
 const SNAPSHOT_ID_RE = /^\d{8}T\d{9}Z-[0-9a-f]{6}$/;

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { parseConfig, type Config } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
-import { UpstreamFixture, type UpstreamOptions } from '../../src/fixture/upstream.js';
-import { UpstreamServer } from '../../src/fixture/server.js';
+import { UpstreamFixture, type UpstreamOptions } from '../../src/demo-upstream/upstream.js';
+import { UpstreamServer } from '../../src/demo-upstream/server.js';
 import { runSync, type SyncOptions, type SyncReport } from '../../src/mirror/sync.js';
 
 export interface TestKey {
