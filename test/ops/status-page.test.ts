@@ -1,46 +1,20 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEnv, type Env } from '../helpers/env.js';
+import { chromium } from './chromium.js';
 import { gateItems, listen, makeOps, opsApp, PATIENT_DOWNLOAD, waitFor } from './helpers.js';
 
 /** Screenshots are kept here for a person to look at (outside the work tree). */
 const OUT_DIR = join(tmpdir(), 'maas-mirror-ops-out');
 
 let env: Env | undefined;
-let profile: string | undefined;
 afterEach(async () => {
   await env?.close();
   env = undefined;
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
-async function chromium(args: string[]): Promise<string> {
-  profile ??= await mkdtemp(join(tmpdir(), 'mm-chromium-'));
-  return new Promise((resolve, reject) => {
-    execFile(
-      'chromium',
-      [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-dev-shm-usage',
-        `--user-data-dir=${profile}`,
-        '--window-size=412,915',
-        ...args,
-      ],
-      { timeout: 30_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => (err ? reject(new Error(`chromium failed: ${err.message}\n${stderr}`)) : resolve(stdout)),
-    );
-  });
-}
 
 /** The text a person reads: the DOM without tags, scripts and styles. */
 function visibleText(dom: string): string {
