@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errnoOf, MetadataError } from '../errors.js';
@@ -6,6 +6,7 @@ import { childLogger, type Logger } from '../log.js';
 import { removeEscapingLinks } from './archive-links.js';
 import { DEFAULT_ARCHIVE_LIMITS, unpackArchive, type ArchiveLimits, type RefusedEntry } from './archive-unpack.js';
 import type { Layout } from './layout.js';
+import { replaceSymlink } from './fsutil.js';
 import type { SnapshotManifest } from './manifest.js';
 
 export type { RefusedEntry } from './archive-unpack.js';
@@ -157,22 +158,9 @@ export async function unpackBootloaders(
   return { id: manifest.id, dir, folders, refused, reused, removed };
 }
 
-async function switchLink(layout: Layout, id: string): Promise<void> {
-  const tmp = `${layout.bootloaders}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
-  await unlink(tmp).catch(() => undefined);
-  await symlink(join('bootloaders.d', id), tmp);
-  try {
-    await rename(tmp, layout.bootloaders);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const fh = await open(layout.dataDir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+/** `bootloaders` → `bootloaders.d/<id>`, in one rename. */
+function switchLink(layout: Layout, id: string): Promise<void> {
+  return replaceSymlink(layout.bootloaders, join('bootloaders.d', id));
 }
 
 async function isDir(path: string): Promise<boolean> {
