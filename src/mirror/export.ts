@@ -12,6 +12,8 @@ import { readManifest } from '../store/manifest.js';
 import { SNAPSHOT_ID_RE } from '../store/snapshots.js';
 import { copyVerified, holdsVerified } from './export-copy.js';
 import { renderExportTree } from './export-tree.js';
+import { LOCAL_SOURCE, renameLocalForExport } from './local-images.js';
+import type { PublishContent } from './next-tree.js';
 import { readPublished } from './published.js';
 import type { SyncProgress } from './progress.js';
 
@@ -68,8 +70,9 @@ export async function exportSnapshot(opts: ExportOptions): Promise<ExportReport>
   const { manifest } = published;
   const sinceHeld = opts.since === undefined ? undefined : await heldBy(opts.layout, opts.since);
   const root = opts.layout.snapshot(manifest.id);
-  const index = JSON.parse(await readFile(join(root, 'streams', 'v1', 'index.json'), 'utf8')) as IndexDocument;
-  const tree = renderExportTree(index, published.contents.values());
+  const snapshotIndex = JSON.parse(await readFile(join(root, 'streams', 'v1', 'index.json'), 'utf8')) as IndexDocument;
+  const { index, contents } = withLocalRenamed(snapshotIndex, [...published.contents.values()], opts.key.fingerprint);
+  const tree = renderExportTree(index, contents);
   await mkdir(opts.dir, { recursive: true }).catch((err: unknown) => {
     throw new ExportError(`cannot create ${opts.dir}: ${errnoOf(err) ?? String(err)}; check the disk is mounted writable`);
   });
@@ -95,6 +98,20 @@ export async function exportSnapshot(opts: ExportOptions): Promise<ExportReport>
     omitted: sum('omitted'),
     notHeld,
   };
+}
+
+/** This mirror's site-built images under the content id that names it (see exportedLocalContentId). */
+function withLocalRenamed(index: IndexDocument, contents: PublishContent[], fingerprint: string): { index: IndexDocument; contents: PublishContent[] } {
+  const out: IndexDocument = { ...index, index: { ...index.index } };
+  const renamed = contents.map((c) => {
+    const entry = index.index[c.contentId];
+    if (c.source !== LOCAL_SOURCE || !entry) return c;
+    const r = renameLocalForExport(c, fingerprint);
+    delete out.index[c.contentId];
+    out.index[r.contentId] = { ...entry, products: Object.keys(r.doc.products).sort() };
+    return r;
+  });
+  return { index: out, contents: renamed };
 }
 
 /** sha256s the --since snapshot held: from its export record, else from its manifest if still kept. */
