@@ -353,10 +353,14 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'list',
-    summary: 'what the upstreams offer; S: the configuration selects it, H: held',
+    summary: 'what the upstreams offer, and the local images; S: the configuration selects it, H: held',
     args: '[FILTER...]',
     maxArgs: Infinity,
-    flags: { source: { type: 'string', value: 'NAME', help: 'only this source' }, json: JSON_FLAG },
+    flags: {
+      source: { type: 'string', value: 'NAME', help: 'only this source' },
+      json: JSON_FLAG,
+      'allow-downgrade': { type: 'boolean', help: 'list metadata older than what was accepted before' },
+    },
     run: async (ctx) => (await import('./list.js')).list(ctx),
   },
   {
