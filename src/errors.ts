@@ -633,3 +633,20 @@ export class BootTemplateError extends MirrorError {
     super(`boot template ${template} cannot be rendered: ${reason}; fix the file in the boot.files folder`);
   }
 }
+
+/** A blob an export should copy is missing from the store or unreadable (e.g. `verify` quarantined it). */
+export class ExportBlobUnreadableError extends MirrorError {
+  readonly code = 'MM_EXPORT_BLOB_UNREADABLE';
+  constructor(
+    readonly path: string,
+    readonly blob: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${path} cannot be read from the store (${blob}: ${reason}); its version is left out of the export, the rest is exported. ` +
+        'Run "maas-mirror sync" to fetch it again (or "images add" for a site-built image), then export again',
+      options,
+    );
+  }
+}

@@ -240,7 +240,7 @@ const checkConfig: Command = async (ctx) => {
   const cfg = config(ctx);
   if (ctx.options.json) {
     ctx.stdout.write(
-      JSON.stringify({ ...cfg, api: { token: cfg.api.token ? '[set]' : undefined } }, (k, v) => (v instanceof RegExp ? v.source : v), 1) + '\n',
+      JSON.stringify({ ...cfg, api: { token: cfg.api.token ? '[set]' : undefined } }, (k, v) => (v instanceof RegExp ? v.source : typeof v === 'string' ? hideUserinfo(v) : v), 1) + '\n',
     );
   } else {
     ctx.stdout.write(`${configSummary(cfg)}\n`);
@@ -276,6 +276,11 @@ const images = (sub: 'add' | 'list' | 'remove'): Command => async (ctx) => {
   if (sub === 'remove') return m.removeCommand(ctx, cfg, cliLogger(ctx));
   return m.listCommand(ctx, cfg);
 };
+
+/** A URL's user:password (a proxy's, a source's) shown as "***": set, but not printed. */
+function hideUserinfo(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i, '$1***@');
+}
 
 /** check-config's one line: enough to see at a glance that the right file was read. */
 export function configSummary(cfg: Config): string {
@@ -353,10 +358,14 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'list',
-    summary: 'what the upstreams offer; S: the configuration selects it, H: held',
+    summary: 'what the upstreams offer, and the local images; S: the configuration selects it, H: held',
     args: '[FILTER...]',
     maxArgs: Infinity,
-    flags: { source: { type: 'string', value: 'NAME', help: 'only this source' }, json: JSON_FLAG },
+    flags: {
+      source: { type: 'string', value: 'NAME', help: 'only this source' },
+      json: JSON_FLAG,
+      'allow-downgrade': { type: 'boolean', help: 'list metadata older than what was accepted before' },
+    },
     run: async (ctx) => (await import('./list.js')).list(ctx),
   },
   {
@@ -397,7 +406,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'check-config',
     summary: 'validate the configuration; one line when it is fine',
-    flags: { json: { type: 'boolean', help: 'print the whole resolved configuration (token hidden)' } },
+    flags: { json: { type: 'boolean', help: 'print the whole resolved configuration (token and URL credentials hidden)' } },
     run: checkConfig,
   },
 ];

@@ -51,8 +51,10 @@ export async function exportCommand(ctx: CommandContext, cfg: Config, logger: (w
           `signing key fingerprint: ${report.signedBy}\n`,
       );
       if (report.notHeld.length > 0) ctx.stdout.write(`warning: ${report.notHeld.length} on-demand items are not in the store and not on the disk\n`);
+      for (const u of report.unreadable) ctx.stdout.write(`${u.code}: ${u.message}\n`);
     }
-    return ExitCode.ok;
+    // Exported, but not all of it: a cron job must notice.
+    return report.unreadable.length > 0 ? ExitCode.failed : ExitCode.ok;
   } finally {
     bar?.stop();
     await lock.release();

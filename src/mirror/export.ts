@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { ExportError, NoSnapshotError, errnoOf } from '../errors.js';
+import { ExportBlobUnreadableError, ExportError, NoSnapshotError, UsageError, errnoOf } from '../errors.js';
 import { exportPublic, type SigningKey } from '../pgp/keys.js';
 import { clearsign, detachSign } from '../pgp/sign.js';
 import type { IndexDocument } from '../simplestreams/types.js';
@@ -12,6 +12,8 @@ import { readManifest } from '../store/manifest.js';
 import { SNAPSHOT_ID_RE } from '../store/snapshots.js';
 import { copyVerified, holdsVerified } from './export-copy.js';
 import { renderExportTree } from './export-tree.js';
+import { LOCAL_SOURCE, renameLocalForExport } from './local-images.js';
+import type { PublishContent } from './next-tree.js';
 import { readPublished } from './published.js';
 import type { SyncProgress } from './progress.js';
 
@@ -47,6 +49,8 @@ export interface ExportReport {
   readonly omitted: { readonly files: number; readonly bytes: number };
   /** On-demand items not in the store: listed by the metadata, not on the disk. */
   readonly notHeld: readonly string[];
+  /** Files the store could not give (missing, quarantined): named, their versions left out of the export. */
+  readonly unreadable: readonly { readonly path: string; readonly code: string; readonly message: string }[];
 }
 
 /** What an export held, kept in state/ so a later --since works after gc pruned its snapshot. */
@@ -68,15 +72,19 @@ export async function exportSnapshot(opts: ExportOptions): Promise<ExportReport>
   const { manifest } = published;
   const sinceHeld = opts.since === undefined ? undefined : await heldBy(opts.layout, opts.since);
   const root = opts.layout.snapshot(manifest.id);
-  const index = JSON.parse(await readFile(join(root, 'streams', 'v1', 'index.json'), 'utf8')) as IndexDocument;
-  const tree = renderExportTree(index, published.contents.values());
+  const snapshotIndex = JSON.parse(await readFile(join(root, 'streams', 'v1', 'index.json'), 'utf8')) as IndexDocument;
+  const { index, contents } = withLocalRenamed(snapshotIndex, [...published.contents.values()], opts.key.fingerprint);
+  const tree = renderExportTree(index, contents);
   await mkdir(opts.dir, { recursive: true }).catch((err: unknown) => {
     throw new ExportError(`cannot create ${opts.dir}: ${errnoOf(err) ?? String(err)}; check the disk is mounted writable`);
   });
 
-  const files = await exportItems(opts, manifest.files, tree.itemPaths, sinceHeld);
-  const metadata = await writeMetadata(opts, tree, manifest.id);
-  await recordExport(opts.layout, manifest.id, manifest.files);
+  const unreadable: ExportBlobUnreadableError[] = [];
+  const files = await exportItems(opts, manifest.files, tree.itemPaths, sinceHeld, unreadable);
+  const kept = unreadable.length > 0 ? withoutVersionsHolding(index, contents, new Set(unreadable.map((e) => e.path))) : undefined;
+  const metadata = await writeMetadata(opts, kept ? renderExportTree(kept.index, kept.contents) : tree, manifest.id);
+  const lostSha = new Set(unreadable.map((e) => manifest.files[e.path]?.sha256));
+  await recordExport(opts.layout, manifest.id, Object.fromEntries(Object.entries(manifest.files).filter(([, f]) => !lostSha.has(f.sha256))));
   const sum = (s: ExportedFile['status']) => {
     const l = files.filter((f) => f.status === s);
     return { files: l.length, bytes: l.reduce((n, f) => n + f.size, 0) };
@@ -94,12 +102,47 @@ export async function exportSnapshot(opts: ExportOptions): Promise<ExportReport>
     kept: sum('kept'),
     omitted: sum('omitted'),
     notHeld,
+    unreadable: unreadable.map((e) => ({ path: e.path, code: e.code, message: e.message })),
   };
+}
+
+/** The contents (and index) without the versions that list any of `paths` (files the export could not copy). */
+function withoutVersionsHolding(
+  index: IndexDocument,
+  contents: readonly PublishContent[],
+  paths: ReadonlySet<string>,
+): { index: IndexDocument; contents: PublishContent[] } {
+  const out: IndexDocument = { ...index, index: { ...index.index } };
+  const kept = contents.map((c) => {
+    const products: typeof c.doc.products = {};
+    for (const [pid, p] of Object.entries(c.doc.products)) {
+      const versions = Object.fromEntries(Object.entries(p.versions).filter(([, v]) => Object.values(v.items).every((i) => !paths.has(i.path))));
+      if (Object.keys(versions).length > 0) products[pid] = { ...p, versions };
+    }
+    const entry = index.index[c.contentId];
+    if (entry) out.index[c.contentId] = { ...entry, products: Object.keys(products).sort() };
+    return { ...c, doc: { ...c.doc, products } };
+  });
+  return { index: out, contents: kept };
+}
+
+/** This mirror's site-built images under the content id that names it (see exportedLocalContentId). */
+function withLocalRenamed(index: IndexDocument, contents: PublishContent[], fingerprint: string): { index: IndexDocument; contents: PublishContent[] } {
+  const out: IndexDocument = { ...index, index: { ...index.index } };
+  const renamed = contents.map((c) => {
+    const entry = index.index[c.contentId];
+    if (c.source !== LOCAL_SOURCE || !entry) return c;
+    const r = renameLocalForExport(c, fingerprint);
+    delete out.index[c.contentId];
+    out.index[r.contentId] = { ...entry, products: Object.keys(r.doc.products).sort() };
+    return r;
+  });
+  return { index: out, contents: renamed };
 }
 
 /** sha256s the --since snapshot held: from its export record, else from its manifest if still kept. */
 async function heldBy(layout: Layout, id: string): Promise<Set<string>> {
-  if (!SNAPSHOT_ID_RE.test(id)) throw new ExportError(`--since ${id} is not a snapshot id (like 20261126T201500123Z-1a2b3c): give the one in the earlier export's README.txt`);
+  if (!SNAPSHOT_ID_RE.test(id)) throw new UsageError(`--since ${id} is not a snapshot id (like 20261126T201500123Z-1a2b3c): give the one in the earlier export's README.txt`);
   try {
     const rec = JSON.parse(await readFile(layout.exportRecord(id), 'utf8')) as ExportRecord;
     return new Set(rec.sha256);
@@ -110,7 +153,7 @@ async function heldBy(layout: Layout, id: string): Promise<Set<string>> {
     const m = await readManifest(layout, id);
     return new Set(Object.values(m.files).filter((f) => f.held).map((f) => f.sha256));
   } catch {
-    throw new ExportError(`this mirror knows nothing of snapshot ${id} (never exported here, and pruned): make a full export instead of --since`);
+    throw new UsageError(`--since: this mirror knows nothing of snapshot ${id} (never exported here, and pruned): make a full export instead of --since`);
   }
 }
 
@@ -119,6 +162,7 @@ async function exportItems(
   manifestFiles: Readonly<Record<string, { sha256: string; size: number; held: boolean }>>,
   itemPaths: ReadonlyMap<string, string>,
   sinceHeld: Set<string> | undefined,
+  unreadable: ExportBlobUnreadableError[],
 ): Promise<ExportedFile[]> {
   const entries = Object.entries(manifestFiles).filter(([, f]) => f.held).sort(([a], [b]) => (a < b ? -1 : 1));
   const todo = entries.filter(([, f]) => !sinceHeld?.has(f.sha256));
@@ -134,13 +178,21 @@ async function exportItems(
     const target = join(opts.dir, safe);
     opts.progress?.start(safe);
     await mkdir(dirname(target), { recursive: true });
-    const ctx = { signal: opts.signal, onBytes: (n: number) => opts.progress?.bytes(n) };
+    const ctx = { signal: opts.signal, onBytes: (n: number) => opts.progress?.bytes(n), path };
     let status: ExportedFile['status'];
     if (await holdsVerified(target, f.sha256, f.size, { signal: opts.signal })) {
       status = 'kept';
       opts.progress?.bytes(f.size);
     } else {
-      await copyVerified(opts.store.path(f.sha256), target, f.sha256, f.size, ctx);
+      try {
+        await copyVerified(opts.store.path(f.sha256), target, f.sha256, f.size, ctx);
+      } catch (err) {
+        if (!(err instanceof ExportBlobUnreadableError)) throw err;
+        opts.logger.error({ err, path }, err.message);
+        unreadable.push(err);
+        opts.progress?.finish(safe);
+        continue;
+      }
       status = 'written';
     }
     opts.progress?.finish(safe);

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { errnoOf, FolderReadError, MetadataTooLargeError } from '../errors.js';
@@ -43,6 +44,13 @@ function stampOf(st: { ino: number; size: number; mtimeMs: number; dev: number }
   return `file:${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs * 1000)}`;
 }
 
+/**
+ * How a file on the disk is opened: read-only, and without waiting on a
+ * FIFO or device that has no writer; the caller then refuses anything that is
+ * not a regular file.
+ */
+export const READ_NONBLOCK = constants.O_RDONLY | constants.O_NONBLOCK;
+
 /** Reads one metadata document from a folder source: opened read-only, size-capped, skipped when unchanged. */
 export async function readFolderDocument(
   url: string,
@@ -52,7 +60,8 @@ export async function readFolderDocument(
   const max = opts.maxBytes ?? MAX_METADATA_BYTES;
   let fh;
   try {
-    fh = await open(file, 'r');
+    // Non-blocking: opening a FIFO with no writer would otherwise hold a libuv thread forever.
+    fh = await open(file, READ_NONBLOCK);
   } catch (err) {
     throw folderReadError(file, err);
   }

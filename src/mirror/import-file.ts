@@ -3,11 +3,11 @@ import { copyFile, link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, ChecksumError, errnoOf, ItemMissingError, SizeMismatchError } from '../errors.js';
+import { AbortedError, ChecksumError, errnoOf, FolderReadError, ItemMissingError, SizeMismatchError } from '../errors.js';
 import type { BlobStore } from '../store/blobs.js';
 import { rethrowDiskFull } from '../store/fsutil.js';
 import type { Layout } from '../store/layout.js';
-import { folderFile, folderReadError } from './folder.js';
+import { folderFile, folderReadError, READ_NONBLOCK } from './folder.js';
 
 export interface ImportRequest {
   readonly url: string;
@@ -140,15 +140,23 @@ async function hashFile(file: string, size: number, ctx: ImportContext): Promise
 /** The fallback: read, hash and write in one pass, the written file fsynced by the caller. */
 async function copyHashed(src: string, dest: string, size: number, ctx: ImportContext): Promise<{ sha256: string; size: number }> {
   const h = hasher(ctx);
+  // Checked by fstat on what was opened: the path may have been swapped for a FIFO since the stat.
+  const fh = await open(src, READ_NONBLOCK).catch((err: unknown) => {
+    throw folderReadError(src, err);
+  });
   try {
-    await pipeline(createReadStream(src, { highWaterMark: CHUNK, end: size }), h.stream, createWriteStream(dest, { flags: 'wx', mode: 0o644 }));
+    if (!(await fh.stat()).isFile()) throw folderReadError(src, new Error('not a regular file'));
+    await pipeline(fh.createReadStream({ highWaterMark: CHUNK, end: size }), h.stream, createWriteStream(dest, { flags: 'wx', mode: 0o644 }));
   } catch (err) {
+    if (err instanceof FolderReadError) throw err;
     if (err instanceof AbortedError) throw err;
     const code = errnoOf(err);
     if (code === 'ENOSPC' || code === 'EDQUOT') throw err;
     // A read error is the disk's; a write error (other than space) is ours and stays as it is.
     if ((err as { syscall?: string }).syscall === 'read' || (err as { path?: string }).path === src) throw folderReadError(src, err);
     throw err;
+  } finally {
+    await fh.close().catch(() => undefined);
   }
   return h.result();
 }

@@ -207,3 +207,20 @@ export function localWithoutClashes(
   }
   return { local: localContent(contentId, products), clashes };
 }
+
+/**
+ * The content id an export gives this mirror's site-built images: the
+ * configured one plus this mirror's key id. A site's own images keep the
+ * plain id, so HQ's images arrive there as mirrored content beside them
+ * instead of meeting the site's images.contentId.
+ */
+export function exportedLocalContentId(contentId: string, fingerprint: string): string {
+  return `${contentId}:from-${fingerprint.slice(-16).toLowerCase()}`;
+}
+
+/** The local content renamed for an export (content id, product ids, products file); the rest unchanged. */
+export function renameLocalForExport(local: PublishContent, fingerprint: string): PublishContent {
+  const contentId = exportedLocalContentId(local.contentId, fingerprint);
+  const renamed = localContent(contentId, local.doc.products)!;
+  return { ...renamed, source: local.source, entry: local.entry, doc: { ...local.doc, content_id: contentId, products: renamed.doc.products } };
+}

@@ -9,6 +9,8 @@ import { BlobStore } from '../store/blobs.js';
 import { Layout } from '../store/layout.js';
 import { StateStore } from '../store/state.js';
 import { UpstreamClient } from './client.js';
+import { localContentOf } from './local-images.js';
+import { readPublished } from './published.js';
 import { selectContent } from './select.js';
 import { filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { readSource, type SourceMetadata } from './source.js';
@@ -72,6 +74,7 @@ export async function readOffer(opts: OfferOptions): Promise<SourceOffer> {
     connectTimeout: config.download.connectTimeout,
     idleTimeout: config.download.idleTimeout,
     connections: 2,
+    proxy: config.download.proxy,
   });
   let meta: SourceMetadata;
   try {
@@ -95,34 +98,9 @@ async function summarize(meta: SourceMetadata, narrow: FilterGroups, store: Blob
   const shown: FlatItem[] = [];
   for (const content of meta.contents) {
     const selected = new Set(selectContent(meta.source, content).versions.map((v) => `${v.productId}\u0000${v.version}`));
-    const byProduct = new Map<string, Map<string, FlatItem[]>>();
-    for (const item of flattenProducts(content.doc)) {
-      if (!matchesGroups(narrow, item.fields)) continue;
-      shown.push(item);
-      const versions = byProduct.get(item.productId) ?? new Map<string, FlatItem[]>();
-      byProduct.set(item.productId, versions);
-      versions.set(item.versionName, [...(versions.get(item.versionName) ?? []), item]);
-    }
-    for (const [id, versions] of byProduct) {
-      const names = [...versions.keys()].sort(compareVersionKeys).reverse();
-      const newest = versions.get(names[0]!)![0]!.fields;
-      const fields: Record<string, string> = {};
-      for (const f of FIELDS) if (newest[f] !== undefined) fields[f] = String(newest[f]);
-      const out: OfferedVersion[] = [];
-      for (const name of names) {
-        const items = versions.get(name)!;
-        let held = true;
-        for (const i of items) if (!(await store.has(i.sha256, i.size))) held = false;
-        out.push({
-          version: name,
-          items: items.length,
-          bytes: items.reduce((n, i) => n + i.size, 0),
-          selected: selected.has(`${id}\u0000${name}`),
-          held,
-        });
-      }
-      products.push({ contentId: content.contentId, id, ...fields, versions: out });
-    }
+    const items = flattenProducts(content.doc).filter((item) => matchesGroups(narrow, item.fields));
+    for (const i of items) shown.push(i);
+    products.push(...(await productsOf(content.contentId, items, store, (id, version) => selected.has(`${id}\u0000${version}`))));
   }
   products.sort((a, b) => (a.contentId + a.id < b.contentId + b.id ? -1 : 1));
   const catalog = fieldCatalog(shown);
@@ -137,4 +115,49 @@ async function summarize(meta: SourceMetadata, narrow: FilterGroups, store: Blob
     keys,
     warnings: filterWarnings(meta.source, meta.index, meta.contents),
   };
+}
+
+/** Items grouped by product and version, newest version first, each marked selected and held. */
+async function productsOf(
+  contentId: string,
+  items: readonly FlatItem[],
+  store: BlobStore,
+  selected: (productId: string, version: string) => boolean,
+): Promise<OfferedProduct[]> {
+  const byProduct = new Map<string, Map<string, FlatItem[]>>();
+  for (const item of items) {
+    const versions = byProduct.get(item.productId) ?? new Map<string, FlatItem[]>();
+    byProduct.set(item.productId, versions);
+    versions.set(item.versionName, [...(versions.get(item.versionName) ?? []), item]);
+  }
+  const products: OfferedProduct[] = [];
+  for (const [id, versions] of byProduct) {
+    const names = [...versions.keys()].sort(compareVersionKeys).reverse();
+    const newest = versions.get(names[0]!)![0]!.fields;
+    const fields: Record<string, string> = {};
+    for (const f of FIELDS) if (newest[f] !== undefined) fields[f] = String(newest[f]);
+    const out: OfferedVersion[] = [];
+    for (const name of names) {
+      const its = versions.get(name)!;
+      let held = true;
+      for (const i of its) if (!(await store.has(i.sha256, i.size))) held = false;
+      out.push({ version: name, items: its.length, bytes: its.reduce((n, i) => n + i.size, 0), selected: selected(id, name), held });
+    }
+    products.push({ contentId, id, ...fields, versions: out });
+  }
+  return products;
+}
+
+/**
+ * The site-built images the current snapshot publishes (`images add`): not
+ * offered by any source, always selected while published, held unless
+ * `verify` quarantined a file. Narrowed by the same filters.
+ */
+export async function readLocalOffer(config: Config, narrow: FilterGroups): Promise<OfferedProduct[]> {
+  const layout = new Layout(config.dataDir);
+  const local = localContentOf((await readPublished(layout))?.contents.values() ?? []);
+  if (!local) return [];
+  const items = flattenProducts(local.doc).filter((item) => matchesGroups(narrow, item.fields));
+  const products = await productsOf(local.contentId, items, new BlobStore(layout), () => true);
+  return products.sort((a, b) => (a.id < b.id ? -1 : 1));
 }

@@ -1,4 +1,4 @@
-import { copyFile, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readFile, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -22,6 +22,16 @@ interface ExportJson {
   metadata: string[];
   written: { files: number; bytes: number };
   omitted: { files: number };
+}
+
+/** A real root tarball made by tar(1). */
+async function rootTarball(dir: string, name: string): Promise<string> {
+  const root = join(dir, `root-${name}`);
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await writeFile(join(root, 'etc', 'os-release'), `NAME="${name}"\n`);
+  const out = join(dir, `${name}.tar.gz`);
+  await run('tar', ['-czf', out, '-C', root, '.']);
+  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -149,5 +159,76 @@ describe('air-gapped sites: HQ exports, a site with no network source imports', 
     expect(again.files.filter((f) => f.status === 'kept').length).toBe(first.files.length - 1);
     expect((await stat(join(dir, torn.path))).size).toBe(torn.size);
     expect(await realpath(dir)).toBe(dir);
+  });
+
+  it("HQ's site-built images reach the site's MAAS, beside the site's own", async () => {
+    env = await makeEnv();
+    const e = env;
+    const hq = await writeConfig(join(e.dir, 'hq.yaml'), join(e.dir, 'hq'), { name: 'stable', url: e.server.url, keyring: e.key.keyring });
+    expect((await cli(['sync', '--config', hq])).code).toBe(0);
+    const added = await cli(['images', 'add', await rootTarball(e.dir, 'hq-rhel'), '--os', 'rhel', '--release', '9', '--arch', 'amd64', '--config', hq]);
+    expect(added.code, added.stderr).toBe(0);
+    const exp = join(e.dir, 'usb');
+    const x = await cli(['export', exp, '--config', hq, '--json']);
+    expect(x.code, x.stderr).toBe(0);
+    const signedBy = (JSON.parse(x.stdout) as ExportJson).signedBy;
+    const hqImages = `local:custom-images:from-${signedBy.slice(-16).toLowerCase()}`;
+    const onDisk = await checkTree(exp, join(exp, 'keyring.gpg'));
+    expect(onDisk[`${hqImages}:rhel:9:amd64`]).toHaveLength(1);
+    expect(await fatUnsafeNames(exp)).toEqual([]);
+
+    // The site, with images.contentId at its default too, and an image of its own.
+    const siteData = join(e.dir, 'site');
+    const site = await writeConfig(join(e.dir, 'site.yaml'), siteData, { name: 'hq', url: exp, keyring: join(exp, 'keyring.gpg') });
+    const own = await cli(['images', 'add', await rootTarball(e.dir, 'site-ol'), '--os', 'ol', '--release', '9', '--arch', 'amd64', '--config', site]);
+    expect(own.code, own.stderr).toBe(0);
+    const s = await cli(['sync', '--config', site, '--json']);
+    expect(s.stdout + s.stderr).not.toMatch(/MM_/);
+    expect(s.code).toBe(0);
+    const published = await checkTree(join(siteData, 'current'), join(siteData, 'keys', 'public.gpg'));
+    expect(published[`${hqImages}:rhel:9:amd64`]).toEqual(onDisk[`${hqImages}:rhel:9:amd64`]);
+    expect(published['local:custom-images:ol:9:amd64']).toHaveLength(1);
+    expect(published[NOBLE]).toEqual(onDisk[NOBLE]);
+    // MAAS picks images by os/release/arch: HQ's carries them.
+    const index = JSON.parse(await readFile(join(siteData, 'current', 'streams/v1/index.json'), 'utf8')) as { index: Record<string, { path: string }> };
+    const doc = JSON.parse(await readFile(join(siteData, 'current', index.index[hqImages]!.path), 'utf8')) as { products: Record<string, Record<string, unknown>> };
+    expect(doc.products[`${hqImages}:rhel:9:amd64`]).toMatchObject({ os: 'rhel', release: '9', arch: 'amd64' });
+  });
+
+  it('a blob missing from the store (quarantined by verify) is named and its version left out, the rest exported; --since bogus is exit 2', async () => {
+    env = await makeEnv();
+    const e = env;
+    const hq = await writeConfig(join(e.dir, 'hq.yaml'), join(e.dir, 'hq'), { name: 'stable', url: e.server.url, keyring: e.key.keyring });
+    expect((await cli(['sync', '--config', hq])).code).toBe(0);
+    const before = await checkTree(join(e.dir, 'hq', 'current'), join(e.dir, 'hq', 'keys', 'public.gpg'));
+    const newest = before[NOBLE]!.at(-1)!;
+    // One file of noble's newest version goes bad in the store; verify quarantines it.
+    const probe = JSON.parse((await cli(['export', join(e.dir, 'probe'), '--config', hq, '--json'])).stdout) as ExportJson;
+    const victim = probe.files.find((f) => f.path.includes(newest) && f.path.includes('24.04'))!;
+    const blob = join(e.dir, 'hq', 'blobs', 'sha256', victim.sha256.slice(0, 2), victim.sha256);
+    await appendFile(blob, 'rot');
+    const verified = await cli(['verify', '--config', hq]);
+    expect(verified.code).not.toBe(0);
+
+    const dir = join(e.dir, 'usb');
+    const r = await cli(['export', dir, '--config', hq, '--json']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout) as ExportJson & { unreadable: { path: string; code: string; message: string }[] };
+    expect(report.unreadable).toHaveLength(1);
+    expect(report.unreadable[0]!.code).toBe('MM_EXPORT_BLOB_UNREADABLE');
+    expect(report.unreadable[0]!.message).toContain('cannot be read from the store');
+    expect(report.unreadable[0]!.message).not.toContain('mounted writable');
+    expect(report.files.filter((f) => f.status === 'written').length).toBe(probe.files.length - 1);
+    // The export is a valid signed tree without that version; every other version is there.
+    const exported = await checkTree(dir, join(dir, 'keyring.gpg'));
+    const left = before[NOBLE]!.filter((v) => v !== newest);
+    expect(exported[NOBLE]).toEqual(left.length > 0 ? left : undefined);
+    for (const [pid, versions] of Object.entries(before)) if (pid !== NOBLE) expect(exported[pid]).toEqual(versions);
+
+    const bogus = await cli(['export', join(e.dir, 'usb2'), '--since', 'bogus', '--config', hq]);
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toContain('--since bogus is not a snapshot id');
+    const unknown = await cli(['export', join(e.dir, 'usb3'), '--since', '20200101T000000000Z-abcdef', '--config', hq]);
+    expect(unknown.code).toBe(2);
   });
 });

@@ -251,4 +251,49 @@ describe('folder sources', () => {
     const after = await checkTree(join(siteDir, 'current'), join(siteDir, 'keys', 'public.gpg'));
     expect(after[NOBLE]).toEqual(before[NOBLE]);
   });
+
+  it('a FIFO on the disk, at the index or at an item path: the sync ends with an error naming it, nothing stored, the snapshot stays', async () => {
+    env = await makeEnv();
+    const exp1 = join(env.dir, 'export1');
+    await hqExport(env, exp1);
+    const keyring = join(env.dir, 'hq.gpg');
+    await cp(join(exp1, 'keyring.gpg'), keyring);
+    const siteDir = join(env.dir, 'site');
+    expect((await siteSync(env, exp1, keyring)).published).toBe(true);
+    const current = await readlink(join(siteDir, 'current'));
+    const blobs = await blobCount(siteDir);
+
+    await new Promise((r) => setTimeout(r, 1100));
+    env.upstream.addVersion(NOBLE, '20990101');
+    await env.upstream.write();
+    const exp = join(env.dir, 'export2');
+    const report = await hqExport(env, exp);
+    // A copy of the disk with a FIFO (no writer) where the index is.
+    const fifoIndex = join(env.dir, 'fifo-index');
+    await cp(exp, fifoIndex, { recursive: true });
+    await rm(join(fifoIndex, 'streams/v1/index.sjson'));
+    await run('mkfifo', [join(fifoIndex, 'streams/v1/index.sjson')]);
+    // A hung open never returns: the run is killed after a generous budget, inside the test's own.
+    const guard = ['timeout', '-s', 'KILL', '40'];
+    const c1 = await writeConfig(join(env.dir, 'site1.yaml'), siteDir, { name: 'hq', url: fifoIndex, keyring });
+    const r1 = await cli(['sync', '--config', c1, '--json'], {}, guard);
+    expect(r1.code).toBe(1);
+    expect((JSON.parse(r1.stdout) as SyncReport).failures).toEqual([
+      expect.objectContaining({ code: 'MM_SOURCE_FOLDER', message: expect.stringContaining(`${join(fifoIndex, 'streams/v1/index.sjson')}: not a regular file`) }),
+    ]);
+    expect(await readlink(join(siteDir, 'current'))).toBe(current);
+    expect(await blobCount(siteDir)).toBe(blobs);
+
+    const victim = report.files.find((f) => f.path.includes('20990101'))!;
+    await rm(join(exp, victim.path));
+    await run('mkfifo', [join(exp, victim.path)]);
+    const c2 = await writeConfig(join(env.dir, 'site2.yaml'), siteDir, { name: 'hq', url: exp, keyring });
+    const r2 = await cli(['sync', '--config', c2, '--json'], {}, guard);
+    expect(r2.code).toBe(1);
+    expect((JSON.parse(r2.stdout) as SyncReport).failures).toEqual([
+      expect.objectContaining({ code: 'MM_SOURCE_FOLDER', message: expect.stringContaining(`${join(exp, victim.path)}: not a regular file`) }),
+    ]);
+    expect(await new BlobStore(new Layout(siteDir)).has(victim.sha256)).toBe(false);
+    expect(await readlink(join(siteDir, 'current'))).toBe(current);
+  });
 });

@@ -94,4 +94,16 @@ describe('proxies', () => {
     expect(r2.code).toBe(0);
     expect((await tp.log()).split(`${upstream.hostname}:${upstream.port}`).length - 1).toBe(seen);
   });
+
+  it('list goes through download.proxy too', async () => {
+    env = await makeEnv();
+    const tp = await startTinyproxy(env.dir);
+    const upstream = new URL(env.server.url);
+    const source = { name: 'stable', url: env.server.url, keyring: env.key.keyring };
+    const noProxy = { NO_PROXY: '', no_proxy: '', HTTPS_PROXY: '', https_proxy: '', HTTP_PROXY: '', http_proxy: '' };
+    const conf = await writeConfig(join(env.dir, 'l.yaml'), join(env.dir, 'l'), source, { download: { retries: 0, connectTimeout: '2s', idleTimeout: '5s', proxy: tp.url } });
+    const r = await cli(['list', '--config', conf, '--json'], noProxy);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await tp.log()).toContain(`${upstream.hostname}:${upstream.port}`);
+  });
 });

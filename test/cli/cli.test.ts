@@ -114,6 +114,24 @@ describe('maas-mirror command line', () => {
     expect(doc.publish.keyName).toBe(`maas-mirror on ${hostname()}`);
   });
 
+  it('check-config --json hides the credentials of every URL it prints, and the API token', async () => {
+    const dir = await tempDir();
+    const config = await configIn(dir, {
+      sources: [{ name: 'stable', url: 'https://mirror-user:s3cret-src@mirror.example/maas/', verify: false }],
+      download: { proxy: 'http://proxy-user:s3cret-proxy@proxy.example:3128' },
+      http: { publicUrl: 'http://web-user:s3cret-web@mirror.example:8080/' },
+      api: { token: 's3cret-token-0123456789' },
+    });
+    const r = await cli(['check-config', '--config', config, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('s3cret');
+    const doc = JSON.parse(r.stdout) as { sources: { url: string }[]; download: { proxy: string }; http: { publicUrl: string }; api: { token: string } };
+    expect(doc.sources[0]!.url).toBe('https://***@mirror.example/maas/');
+    expect(doc.download.proxy).toBe('http://***@proxy.example:3128');
+    expect(doc.http.publicUrl).toBe('http://***@mirror.example:8080/');
+    expect(doc.api.token).toBe('[set]');
+  });
+
   it('names the mirror in its signing key\'s user id (publish.keyName, by default from the hostname)', async () => {
     const userIds = async (config: string) => {
       const r = await cli(['keys', 'export', '--armor', '--config', config]);

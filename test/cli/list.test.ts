@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SourceOffer } from '../../src/mirror/offer.js';
 import { makeEnv, makeKey, type Env } from '../helpers/env.js';
-import { cli, walkFiles, writeJsonConfig } from '../faults/helpers.js';
-import { stat } from 'node:fs/promises';
+import { cli, run, walkFiles, writeJsonConfig } from '../faults/helpers.js';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 
 /**
  * `maas-mirror list`, the operator's sstream-query, through the real CLI
@@ -96,5 +96,33 @@ describe('maas-mirror list', () => {
     const r = await cli(['list', '--config', await configFile(env, { filters: [['release=nobel']] }), '--source', 'stable']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('warning: MM_FILTER_UNMATCHED: source stable: filter "release=nobel" matches nothing upstream offers; did you mean noble?');
+  });
+
+  it('lists the site-built images too (local, held), and takes --allow-downgrade as sync does', async () => {
+    env = await makeEnv({ samples: ['stable-v3-download.json'] });
+    const file = await configFile(env);
+    expect((await cli(['sync', '--config', file, '--quiet'])).code).toBe(0);
+    const root = join(env.dir, 'root');
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc', 'os-release'), 'NAME="rhel"\n');
+    const tgz = join(env.dir, 'rhel9.tar.gz');
+    await run('tar', ['-czf', tgz, '-C', root, '.']);
+    const added = await cli(['images', 'add', tgz, '--os', 'rhel', '--release', '9', '--arch', 'amd64', '--config', file, '--json']);
+    expect(added.code, added.stderr).toBe(0);
+    const { image } = JSON.parse(added.stdout) as { image: { version: string } };
+
+    const listed = JSON.parse((await cli(['list', '--config', file, '--json'])).stdout) as { local: SourceOffer['products'] };
+    expect(listed.local).toEqual([
+      expect.objectContaining({ contentId: 'local:custom-images', id: 'local:custom-images:rhel:9:amd64', os: 'rhel', release: '9', arch: 'amd64' }),
+    ]);
+    expect(listed.local[0]!.versions).toEqual([expect.objectContaining({ version: image.version, items: 2, selected: true, held: true })]);
+    const text = await cli(['list', '--config', file]);
+    expect(text.stdout).toMatch(new RegExp(`local images \\(site-built .*\\): 1 product\nlocal:custom-images\n  local:custom-images:rhel:9:amd64  \\(rhel 9 amd64 .*\\)\n    SH ${image.version}  2 items`));
+    // Filters narrow them as they do upstream's.
+    const narrowed = JSON.parse((await cli(['list', '--config', file, '--json', 'os=ubuntu'])).stdout) as { local: unknown[] };
+    expect(narrowed.local).toEqual([]);
+
+    const forced = await cli(['list', '--allow-downgrade', '--config', file, '--json']);
+    expect(forced.code, forced.stderr).toBe(0);
   });
 });

@@ -26,7 +26,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
         out.failures.push({
           source: meta.source.name,
           code: REPORT_CODES.contentConflict,
-          message: `content id ${content.contentId} is images.contentId, where local images are published; set images.contentId to another id or narrow this source's contentIds`,
+          message: `content id ${content.contentId} is images.contentId, where local images are published; set images.contentId to another id or narrow this source's contentIds (an export written by this version names its mirror's images "${content.contentId}:from-<key id>")`,
         });
         continue;
       }
