@@ -77,9 +77,10 @@ export const MIN_RTO_MS = 50;
  * smoothed RTT plus four deviations, samples only from windows sent once,
  * Karn's rule), between minRtoMs and the negotiated timeout: a lost packet on
  * a LAN costs a few round trips instead of a whole second. Only the first
- * resend of a window comes that early; further ones wait the negotiated
- * timeout (a client silent that long is stalled more likely than unlucky),
- * so tftp.retries resends still span about retries x timeout.
+ * resend of a window comes that early, and it does not count against
+ * tftp.retries; further ones wait the negotiated timeout (a client silent
+ * that long is stalled more likely than unlucky), so a silent client is
+ * still given up after (retries + 1) x timeout, plus one round trip.
  */
 export class ReadTransfer {
   private phase: Phase = 'data';
@@ -340,6 +341,12 @@ export class ReadTransfer {
 
   private onTimeout(): void {
     if (this.phase === 'done') return;
+    // The early resend (after the measured round trip) is spent for free: the client keeps the whole
+    // tftp.retries x timeout of patience it had with a fixed timer (firmware resends its ACK only after 4 s).
+    if (this.answered && this.phase === 'data' && this.armedMs < this.o.timeoutMs) {
+      this.resend();
+      return;
+    }
     this.tries++;
     if (!this.answered && this.phase !== 'loading') {
       this.onFirstAckTimeout();
