@@ -21,6 +21,24 @@ import { tftpGet } from '../src/tftp/client.js';
 import type { BenchRow } from './lib.js';
 import { ensureAtftp, pinned, startOurs, startTftpdHpa, usePinning } from './tftp.js';
 
+/** What the modelled LAN leaves out; BENCHMARKS.md prints it under the lan rows. */
+export const LAN_MODEL_LIMITS = `The lan group's network is a model, not a wire:
+- Loss is independent per datagram at a fixed share. Real loss comes in bursts (a switch buffer
+  overflowing under a storm, a port flapping), which takes out several packets of one transfer at
+  once; the adaptive timer then backs off to the negotiated timeout like a fixed one.
+- The delay is constant: no jitter, no queueing in switches, no reordering, no duplicated datagrams,
+  no bandwidth limit (a 1 Gbit/s port carries about 80,000 full 1468-byte blocks per second, less
+  than loopback). Sub-millisecond delays are kept by polling the queue once per event-loop turn.
+- The relay is one Node process on one CPU for every client: with 200 clients it, and the Node
+  clients in the bench process, are the slowest part, so the storm's total bounds what the model
+  carries at least as much as what the servers do. Both servers cross the same relay, so the ratio
+  stands; the absolute seconds are not a real storm's.
+- Every client shares one host, one IP and one CPU; firmware's own costs (writing blocks to memory,
+  a tsize probe before each file, ARP, DHCP before TFTP) are left out, and clients start together
+  rather than spread over the seconds a power-on takes.
+- The client follows EDK2's timeouts (4 s, 6 tries) and answers a duplicate block with one ACK per
+  gap; other firmware (iPXE, U-Boot, older BIOS PXE ROMs) resends on other schedules.`;
+
 export interface BenchLanOptions {
   /** Clients in the storm; default 200. */
   clients?: number;

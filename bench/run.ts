@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchHttp } from './http.js';
-import { benchLan } from './lan.js';
+import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
 import { machine, removeCompiled, table, type BenchRow } from './lib.js';
 import { benchScale } from './scale.js';
 import { benchSync } from './sync.js';
@@ -50,7 +50,7 @@ ${rows
   .filter((r) => r.note)
   .map((r) => `- ${r.group} / ${r.name}: ${r.note}`)
   .join('\n')}
-`;
+${rows.some((r) => r.group === 'lan') ? `\n${LAN_MODEL_LIMITS}\n` : ''}`;
 await removeCompiled();
 await writeFile(join(import.meta.dirname, '..', 'BENCHMARKS.md'), md);
 process.stdout.write(table(rows));
