@@ -9,7 +9,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit-and-e2e', include: ['src/**/*.test.ts', 'test/**/*.test.ts'], exclude: ['test/boot/**'], sequence: { groupOrder: 0 } },
+        test: { name: 'unit-and-e2e', include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'bench/**/*.test.ts'], exclude: ['test/boot/**'], sequence: { groupOrder: 0 } },
       },
       {
         // Emulated firmware on a 2-core machine is timing-sensitive (iPXE and pxelinux retry on their own

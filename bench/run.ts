@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchHttp } from './http.js';
+import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
 import { machine, removeCompiled, table, type BenchRow } from './lib.js';
 import { benchScale } from './scale.js';
 import { benchSync } from './sync.js';
@@ -18,9 +19,10 @@ const groups: Record<string, () => Promise<BenchRow[]>> = {
   sync: () => benchSync({ log }),
   http: () => benchHttp({ log }),
   tftp: () => benchTftp({ log }),
+  lan: () => benchLan({ log }),
   scale: () => benchScale(undefined, log),
 };
-const BASELINES: Record<string, string> = { http: 'nginx', tftp: 'tftpd-hpa' };
+const BASELINES: Record<string, string> = { http: 'nginx', tftp: 'tftpd-hpa', lan: 'tftpd-hpa' };
 const wanted = process.argv.slice(2).filter((a) => a in groups);
 const rows: BenchRow[] = [];
 const started = new Date();
@@ -48,7 +50,7 @@ ${rows
   .filter((r) => r.note)
   .map((r) => `- ${r.group} / ${r.name}: ${r.note}`)
   .join('\n')}
-`;
+${rows.some((r) => r.group === 'lan') ? `\n${LAN_MODEL_LIMITS}\n` : ''}`;
 await removeCompiled();
 await writeFile(join(import.meta.dirname, '..', 'BENCHMARKS.md'), md);
 process.stdout.write(table(rows));

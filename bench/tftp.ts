@@ -184,7 +184,13 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
  */
 let pin = false;
 
-function pinned(cpu: 0 | 1, command: string, args: string[]): [string, string[]] {
+/** Pins the servers this module starts to CPU 0 and its atftp clients to CPU 1 (other groups' choice). */
+export function usePinning(on: boolean): boolean {
+  pin = on && availableParallelism() >= 2 && hasTaskset();
+  return pin;
+}
+
+export function pinned(cpu: 0 | 1, command: string, args: string[]): [string, string[]] {
   return pin ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
 }
 
@@ -212,7 +218,7 @@ function atftp(port: number, file: string, options: string[], out: string): Prom
   });
 }
 
-function ensureAtftp(): void {
+export function ensureAtftp(): void {
   try {
     execFileSync('atftp', ['--version'], { stdio: 'ignore' });
   } catch {
@@ -223,7 +229,7 @@ function ensureAtftp(): void {
 const round = (n: number) => Math.round(n * 100) / 100;
 
 /** Our server (or the floor responder) in its own process: this file with --serve; resolves with its port. */
-async function startOurs(dir: string, children: ChildProcess[], mode: '--serve' | '--floor' = '--serve'): Promise<number> {
+export async function startOurs(dir: string, children: ChildProcess[], mode: '--serve' | '--floor' = '--serve'): Promise<number> {
   const child = spawn(...pinned(0, process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), mode, dir]), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -236,7 +242,7 @@ async function startOurs(dir: string, children: ChildProcess[], mode: '--serve' 
   throw new Error('our TFTP server process exited before listening');
 }
 
-async function startTftpdHpa(dir: string, children: ChildProcess[]): Promise<number> {
+export async function startTftpdHpa(dir: string, children: ChildProcess[]): Promise<number> {
   const binary = '/usr/sbin/in.tftpd';
   try {
     execFileSync(binary, ['-V'], { stdio: 'ignore' });

@@ -7,7 +7,7 @@ import type { TftpClient, TftpFile, TftpOpen } from './files.js';
 import { cleanName } from './names.js';
 import { negotiate } from './options.js';
 import { ErrorCode, decodePacket, encodeError, type Request } from './packet.js';
-import { ReadTransfer, type TransferResult } from './transfer.js';
+import { MIN_RTO_MS, ReadTransfer, type TransferResult } from './transfer.js';
 import { bindSocket, connectSocket, createUdpSocket } from './udp.js';
 
 export interface TftpListen {
@@ -39,6 +39,8 @@ export interface TftpServerOptions {
   readonly firstAckTimeoutMs?: number;
   /** Resends within firstAckTimeoutMs; an unanswered request draws 1 + this many packets. Default 2. */
   readonly firstAckResends?: number;
+  /** Floor of the adaptive retransmission timeout; default MIN_RTO_MS (50). */
+  readonly minRtoMs?: number;
   readonly logger?: Logger;
 }
 
@@ -101,6 +103,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       maxTransfersPerClient: options.maxTransfersPerClient ?? 16,
       firstAckTimeoutMs: options.firstAckTimeoutMs ?? 3000,
       firstAckResends: options.firstAckResends ?? 2,
+      minRtoMs: options.minRtoMs ?? MIN_RTO_MS,
       logger: options.logger ?? silentLogger(),
     };
   }
@@ -311,6 +314,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         retries: this.opts.retries,
         firstAckTimeoutMs: this.opts.firstAckTimeoutMs,
         firstAckResends: this.opts.firstAckResends,
+        minRtoMs: this.opts.minRtoMs,
         accepted: n.accepted,
         logger,
         onSent: (bytes) => {

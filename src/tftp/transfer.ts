@@ -45,6 +45,11 @@ export interface ReadTransferOptions {
    * request draws 1 + this many packets, and no ERROR.
    */
   readonly firstAckResends: number;
+  /**
+   * Floor of the adaptive retransmission timeout (see RetransmitTimer); the
+   * negotiated timeout is its ceiling. Default MIN_RTO_MS.
+   */
+  readonly minRtoMs?: number;
   /** Options for the OACK; empty: no OACK, DATA 1 goes first. */
   readonly accepted: OptionList;
   readonly logger: Logger;
@@ -56,10 +61,26 @@ export interface ReadTransferOptions {
 type Phase = 'oack' | 'data' | 'loading' | 'done';
 
 /**
+ * The least the adaptive timeout waits before resending. Below this, a
+ * client pausing between blocks (firmware writing to memory, a busy host)
+ * draws resends that only add duplicates.
+ */
+export const MIN_RTO_MS = 50;
+
+/**
  * One read transfer: RFC 1350 lock-step, or RFC 7440 windows, with block
  * numbers that wrap at 65536. DATA is resent only when the timer fires, never
  * because a duplicate ACK came in: answering duplicates is how the Sorcerer's
  * Apprentice bug doubles every packet for the rest of a transfer.
+ *
+ * Once acknowledged, the timer follows the measured round trip (RFC 6298:
+ * smoothed RTT plus four deviations, samples only from windows sent once,
+ * Karn's rule), between minRtoMs and the negotiated timeout: a lost packet on
+ * a LAN costs a few round trips instead of a whole second. Only the first
+ * resend of a window comes that early, and it does not count against
+ * tftp.retries; further ones wait the negotiated timeout (a client silent
+ * that long is stalled more likely than unlucky), so a silent client is
+ * still given up after (retries + 1) x timeout, plus one round trip.
  */
 export class ReadTransfer {
   private phase: Phase = 'data';
@@ -75,6 +96,14 @@ export class ReadTransfer {
   private readonly source: BlockSource;
   private readonly packets: DataPackets;
   private timer: NodeJS.Timeout;
+  /** The delay the timer was armed with; refresh() re-arms with it. */
+  private armedMs: number;
+  /** Adaptive retransmission timeout; the negotiated timeout until a round trip was measured. */
+  private rtoMs: number;
+  private srtt: number | undefined;
+  private rttvar = 0;
+  /** When the current window (or OACK) went out, unless it was resent: then no sample (Karn). */
+  private sentAt: number | undefined;
 
   constructor(private readonly o: ReadTransferOptions) {
     this.firstAckDeadline = performance.now() + o.firstAckTimeoutMs;
@@ -89,8 +118,10 @@ export class ReadTransfer {
       }
     });
     o.socket.on('error', (err) => this.onSocketError(err));
+    this.rtoMs = o.timeoutMs;
     // Last, so a constructor that throws leaves no timer behind.
-    this.timer = this.armTimer(this.firstAckIntervalMs());
+    this.armedMs = this.firstAckIntervalMs();
+    this.timer = this.armTimer(this.armedMs);
   }
 
   /** False until the client acknowledged the OACK or a DATA block: such a transfer may be evicted. */
@@ -127,14 +158,48 @@ export class ReadTransfer {
     this.finish('evicted');
   }
 
+  /** Re-arms the timer for ms from now; a timer already armed with ms is only refreshed (cheaper per block). */
+  private rearm(ms: number): void {
+    if (ms === this.armedMs) {
+      this.timer.refresh();
+      return;
+    }
+    clearTimeout(this.timer);
+    this.armedMs = ms;
+    this.timer = this.armTimer(ms);
+  }
+
+  /** RFC 6298 section 2, with the negotiated timeout as the upper bound. */
+  private sampleRtt(): void {
+    if (this.sentAt === undefined) return;
+    const r = performance.now() - this.sentAt;
+    this.sentAt = undefined;
+    if (this.srtt === undefined) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    const rto = Math.ceil(this.srtt + Math.max(1, 4 * this.rttvar));
+    this.rtoMs = Math.min(this.o.timeoutMs, Math.max(this.o.minRtoMs ?? MIN_RTO_MS, rto));
+  }
+
   private armTimer(ms: number): NodeJS.Timeout {
     return setTimeout(() => {
-      // A throw here would be an uncaught exception in a timer, which ends the process.
-      try {
-        this.onTimeout();
-      } catch (err) {
-        this.fail(err, 'server error sending');
-      }
+      // Node runs due timers before reading sockets: after a stall of the event loop (a busy host,
+      // a GC) the timer would beat an ACK already waiting. Decide after the sockets were read.
+      const acked = this.acked;
+      const phase = this.phase;
+      setImmediate(() => {
+        if (this.acked !== acked || this.phase !== phase) return;
+        // A throw here would be an uncaught exception in a timer, which ends the process.
+        try {
+          this.onTimeout();
+        } catch (err) {
+          this.fail(err, 'server error sending');
+        }
+      });
     }, ms);
   }
 
@@ -148,8 +213,7 @@ export class ReadTransfer {
   private markAnswered(): void {
     if (this.answered) return;
     this.answered = true;
-    clearTimeout(this.timer);
-    this.timer = this.armTimer(this.o.timeoutMs);
+    this.rearm(this.o.timeoutMs);
   }
 
   private onSocketError(err: Error): void {
@@ -190,6 +254,7 @@ export class ReadTransfer {
   private onAck(wire: number): void {
     if (this.phase === 'oack') {
       if (wire === 0) {
+        this.sampleRtt();
         this.markAnswered();
         this.phase = 'data';
         // The OACK's resends are spent; the first window gets all its retries, even if it must be read first.
@@ -202,6 +267,7 @@ export class ReadTransfer {
     const delta = (wire - this.acked) & 0xffff;
     // delta 0 is a duplicate; beyond the window is stale (an older wrap): neither triggers a send.
     if (delta === 0 || this.acked + delta > this.windowEnd) return;
+    this.sampleRtt();
     this.markAnswered();
     this.acked += delta;
     // Progress: the timeouts of the old window must not count against the next, which may still
@@ -235,7 +301,10 @@ export class ReadTransfer {
       return;
     }
     this.phase = 'loading';
-    this.timer.refresh();
+    // Reading from disk is not a round trip: it gets the negotiated timeout.
+    this.sentAt = undefined;
+    if (this.answered) this.rearm(this.o.timeoutMs);
+    else this.timer.refresh();
     this.source
       .load(first, want)
       .then(() => {
@@ -250,7 +319,10 @@ export class ReadTransfer {
     this.windowEnd = Math.min(want, this.source.lastBlock ?? want);
     this.tries = 0;
     this.sendWindow();
-    this.timer.refresh();
+    this.sentAt = performance.now();
+    // Before the first ACK the first-ACK budget sets the pace.
+    if (this.answered) this.rearm(this.rtoMs);
+    else this.timer.refresh();
   }
 
   private sendWindow(): void {
@@ -264,10 +336,17 @@ export class ReadTransfer {
 
   private sendOack(): void {
     this.send(encodeOack(this.o.accepted));
+    this.sentAt = this.retransmits === 0 ? performance.now() : undefined;
   }
 
   private onTimeout(): void {
     if (this.phase === 'done') return;
+    // The early resend (after the measured round trip) is spent for free: the client keeps the whole
+    // tftp.retries x timeout of patience it had with a fixed timer (firmware resends its ACK only after 4 s).
+    if (this.answered && this.phase === 'data' && this.armedMs < this.o.timeoutMs) {
+      this.resend();
+      return;
+    }
     this.tries++;
     if (!this.answered && this.phase !== 'loading') {
       this.onFirstAckTimeout();
@@ -292,9 +371,11 @@ export class ReadTransfer {
     } else if (this.phase === 'data') {
       this.retransmits += this.windowEnd - this.acked;
       this.sendWindow();
+      this.sentAt = undefined;
     }
     // While loading there is nothing to resend; counting the tick still bounds a hung read.
-    this.timer.refresh();
+    if (this.answered) this.rearm(this.o.timeoutMs);
+    else this.timer.refresh();
   }
 
   /**
@@ -313,6 +394,7 @@ export class ReadTransfer {
       this.resend();
     } else {
       clearTimeout(this.timer);
+      this.armedMs = left;
       this.timer = this.armTimer(left);
     }
   }

@@ -42,8 +42,8 @@ function countingOpen(wrap: (f: TftpFile) => TftpFile = (f) => f): TftpOpen & { 
   return open;
 }
 
-async function startServer(open: TftpOpen, timeoutMs: number, retries = 5, logger = silentLogger()) {
-  const server = new TftpServer({ listen: [{ host: '127.0.0.1', port: 0 }], open, timeoutMs, retries, logger });
+async function startServer(open: TftpOpen, timeoutMs: number, retries = 5, logger = silentLogger(), minRtoMs?: number) {
+  const server = new TftpServer({ listen: [{ host: '127.0.0.1', port: 0 }], open, timeoutMs, retries, logger, minRtoMs });
   const ends: TransferEndEvent[] = [];
   server.on('transferEnd', (e) => ends.push(e));
   const [bound] = await server.start();
@@ -177,7 +177,8 @@ describe('retries while the next window is read from disk', () => {
         return f.read(buffer, position);
       },
     }));
-    const s = await startServer(open, TIMEOUT, 2);
+    // The negotiated timer only (floor = timeout): the test counts whole timeouts.
+    const s = await startServer(open, TIMEOUT, 2, silentLogger(), TIMEOUT);
     const p = await peer();
     p.send(encodeRequest('rrq', 'big.bin', 'octet', [['blksize', String(BLKSIZE)], ['windowsize', '8']]), s.port);
     const oack = await p.recv();

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
 import { encodeAck, encodeError, encodeRequest } from '../../src/tftp/packet.js';
 import { captureLogger } from '../http/fixture.js';
@@ -28,7 +28,8 @@ const peer = async (address?: string) => {
 
 beforeAll(async () => {
   tree = await makeTree(files);
-  srv = await startServer(tree.dir, { timeoutMs: TIMEOUT, retries: 3 });
+  // The adaptive timer's floor at the timeout: these tests time the negotiated timer; the adaptive one has its own.
+  srv = await startServer(tree.dir, { timeoutMs: TIMEOUT, retries: 3, minRtoMs: TIMEOUT });
 });
 afterEach(() => {
   for (const p of peers.splice(0)) p.close();
@@ -81,8 +82,8 @@ describe('retransmission', () => {
   });
 
   it('never duplicates DATA when every ACK arrives twice (Sorcerer’s Apprentice)', async () => {
-    // A long timeout: any duplicate DATA seen here can only come from answering a duplicate ACK.
-    const patient = await startServer(tree.dir, { timeoutMs: 20_000 });
+    // A long timeout, adaptive one included: any duplicate DATA seen here can only come from answering a duplicate ACK.
+    const patient = await startServer(tree.dir, { timeoutMs: 20_000, minRtoMs: 20_000 });
     const p = await peer();
     p.send(rrq('hundred.bin'), patient.port);
     const seen = new Map<number, number>();
@@ -134,6 +135,36 @@ describe('retransmission', () => {
     expectData(await p.recv(), 1, files['four.bin'].subarray(0, 1024));
     p.send(encodeError(0, 'enough'), a.rinfo.port);
     expect(await endOf('four.bin', p)).toMatchObject({ result: 'aborted_by_client' });
+  });
+
+  it('resends a lost block after the measured round trip, not the whole negotiated timeout, and only once that early', async () => {
+    // A timeout far above the adaptive floor (50 ms): an early resend can only come from the measured round trip.
+    const NEGOTIATED = 8000;
+    const lan = await startServer(tree.dir, { timeoutMs: NEGOTIATED, retries: 2 });
+    onTestFinished(() => lan.stop());
+    const p = await peer();
+    p.send(rrq('hundred.bin'), lan.port);
+    let r = await p.recv();
+    const tid = r.rinfo.port;
+    // Ten quick round trips to measure.
+    for (let b = 1; b <= 10; b++) {
+      expectData(r, b);
+      p.send(encodeAck(b), tid);
+      r = await p.recv();
+    }
+    expectData(r, 11);
+    // ACK 11 "is lost".
+    const t0 = performance.now();
+    const again = await p.recv(NEGOTIATED / 2);
+    expect(performance.now() - t0).toBeLessThan(NEGOTIATED / 2);
+    expectData(again, 11);
+    // A client silent past one round trip is more likely stalled: the next resend waits the negotiated timeout.
+    expect(await p.drain(1000)).toEqual([]);
+    p.send(encodeAck(11), tid);
+    expectData(await p.recv(), 12);
+    p.send(encodeError(0, 'enough'), tid);
+    await until(() => lan.ends.length === 1);
+    expect(lan.ends[0]).toMatchObject({ result: 'aborted_by_client', retransmits: 1 });
   });
 });
 
