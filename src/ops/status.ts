@@ -179,7 +179,7 @@ function progressStatus(p: ProgressSnapshot): ProgressStatus {
 
 const SIGNATURE_CODES = new Set<string>([REPORT_CODES.signatureInvalid]);
 /** A replayed older file: read and signed, refused for its date (src/mirror/source.ts). */
-const DOWNGRADE_CODE: DowngradeError['code'] = 'MM_DOWNGRADE_REFUSED';
+const DOWNGRADE_CODE: DowngradeError['code'] = REPORT_CODES.downgradeRefused;
 
 /** The newest record that says anything about this source decides; older ones are history. */
 export function sourceCheck(name: string, verify: boolean, history: readonly SyncRecord[]): SourceCheck {
