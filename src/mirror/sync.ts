@@ -136,7 +136,7 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
       result: 'failed',
       snapshot: previous?.manifest.id,
       published: false,
-      // Each source read was read and verified: the refusal is the sync's (space), not theirs.
+      // These sources were read and verified: the refusal is the sync's (space), not theirs.
       sources: [...read.failed, ...read.metas.map((m) => ({ name: m.source.name, result: 'ok' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
       plan: { changes: [], filesToFetch: missing.length, bytesToFetch },
       downloaded: { files: 0, bytes: 0 },

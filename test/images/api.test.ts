@@ -105,6 +105,8 @@ describe('POST /api/v1/images', () => {
     expect(JSON.parse(status.body.toString()).localImages).toEqual([expect.objectContaining({ os: 'ol', release: '9', arch: 'amd64', source: '_local' })]);
     const page = await get('/');
     expect(page.body.toString()).toMatch(/<h2>Local images<\/h2>[\s\S]*Oracle Linux 9/);
+    // The MAAS procedure on the page selects it, so pasting it imports the site's image too.
+    expect(page.body.toString()).toMatch(/boot-source-selections create \S+ os=ol release=9 arches=amd64 /);
   });
 
   it('refuses without the token, over images.maxUploadBytes, and what images add refuses, changing nothing', async () => {
