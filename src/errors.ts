@@ -564,6 +564,8 @@ export const REPORT_CODES = {
   imageClash: 'MM_IMAGE_CLASH',
   /** Also SignatureError's code: the status page reads it back from recorded failures. */
   signatureInvalid: 'MM_SIGNATURE_INVALID',
+  /** Also DowngradeError's code: the status page tells a replayed older file from an unreachable source. */
+  downgradeRefused: 'MM_DOWNGRADE_REFUSED',
 } as const;
 /** `images add` refuses a file or a name: nothing was stored or published. */
 export class ImageRefusedError extends MirrorError {
@@ -648,5 +650,25 @@ export class ExportBlobUnreadableError extends MirrorError {
         'Run "maas-mirror sync" to fetch it again (or "images add" for a site-built image), then export again',
       options,
     );
+  }
+}
+/** An image upload whose declared size does not fit on dataDir's file system: refused before a byte of it is read. */
+export class UploadNoSpaceError extends MirrorError {
+  readonly code = 'MM_UPLOAD_NO_SPACE';
+  override readonly statusCode = 507;
+  constructor(dir: string, size: string, available: string) {
+    super(
+      `the upload (${size}) does not fit on the device holding ${dir} (${available} free); nothing was received or changed. ` +
+        'Free space (maas-mirror gc, fewer keepSnapshots or maxVersions) or grow the file system, then upload again',
+    );
+  }
+}
+
+/** An image upload while another is being received or published: one at a time. */
+export class UploadBusyError extends MirrorError {
+  readonly code = 'MM_UPLOAD_BUSY';
+  override readonly statusCode = 503;
+  constructor() {
+    super('another image upload is running; the mirror takes one at a time: send this one again when it has finished');
   }
 }

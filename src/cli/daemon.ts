@@ -6,7 +6,7 @@ import { AbortedError, ArchiveRefusedError, isMirrorError, LockedError, REPORT_C
 import { startHttpServer, type HttpServerHandle } from '../http/index.js';
 import type { Logger } from '../log.js';
 import { PullThroughService } from '../mirror/pull-through.js';
-import { createOps, OPS_PATHS, type Ops } from '../ops/index.js';
+import { createOps, isImageUpload, OPS_PATHS, type Ops } from '../ops/index.js';
 import { BlobStore } from '../store/blobs.js';
 import { archiveLimits } from '../store/archive-unpack.js';
 import { bootFilesConfig } from '../store/boot-files.js';
@@ -83,6 +83,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     listen: opts.httpListen,
     routes: (app) => ops.routes(app),
     routedPaths: OPS_PATHS,
+    streamedBody: isImageUpload,
     observe: ops.observeHttp,
     pullThrough: pull,
   });

@@ -47,6 +47,8 @@ export interface Config {
     readonly publicUrl: string | undefined;
     /** ms; always set by loadConfig, optional for servers built by hand (the HTTP server's defaults apply). */
     readonly sendTimeout?: number;
+    /** ms; as sendTimeout. */
+    readonly requestTimeout?: number;
     readonly maxConnections?: number;
     readonly trustedProxies?: readonly string[];
   };
@@ -206,6 +208,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       prefix: c.http.prefix,
       publicUrl: c.http.publicUrl,
       sendTimeout: c.http.sendTimeout,
+      requestTimeout: c.http.requestTimeout,
       maxConnections: c.http.maxConnections,
       trustedProxies: c.http.trustedProxies,
     },

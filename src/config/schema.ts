@@ -147,6 +147,11 @@ export const configSchema = z
         publicUrl: z.url().optional(),
         /** A response whose socket takes no byte for this long is destroyed (a client that stopped reading). */
         sendTimeout: duration('60s').pipe(z.number().min(1000, 'must be at least 1s')),
+        /**
+         * A whole request (headers and body) must arrive within this (slow senders). Streamed
+         * uploads (POST /api/v1/images) are exempt: they live while a byte comes every sendTimeout.
+         */
+        requestTimeout: duration('60s').pipe(z.number().min(1000, 'must be at least 1s')),
         /** Open connections at once; more are closed as they arrive. */
         maxConnections: z.number().int().min(1).default(1024),
         /**

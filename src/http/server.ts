@@ -14,6 +14,12 @@ export interface HttpServerOptions extends HttpAppOptions {
   readonly routedPaths?: readonly string[];
   /** Sees every request first (metrics), whichever side then answers it. */
   readonly observe?: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Requests whose body may take longer than http.requestTimeout (a streamed
+   * upload of tens of GB): they are bounded by progress instead, cut only
+   * when no byte comes for http.sendTimeout.
+   */
+  readonly streamedBody?: (req: IncomingMessage) => boolean;
 }
 
 /** Whether a request goes to express rather than straight to the file handler. */
@@ -23,14 +29,17 @@ export function isRouted(url: string, routed: readonly string[]): boolean {
   return routed.some((p) => path === p || (p !== '/' && path.startsWith(`${p}/`)));
 }
 
-/** The defaults of http.sendTimeout and http.maxConnections (src/config/schema.ts). */
+/** The defaults of http.sendTimeout, http.requestTimeout and http.maxConnections (src/config/schema.ts). */
 export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /**
  * The bounds every connection lives under. Headers must arrive within 15 s
- * and a whole request within 60 s (slowloris); an idle keep-alive connection
- * ends after 5 s. A response whose socket takes no byte for sendTimeout is
+ * and a whole request within requestTimeout (slowloris, boundRequest); an
+ * idle keep-alive connection ends after 5 s. A socket that takes or gives no
+ * byte for sendTimeout is destroyed: for a streamed upload that is its only
+ * bound while it is received. A response whose socket takes no byte for sendTimeout is
  * destroyed: a client that stopped reading then costs its kernel socket
  * buffer and at most two 32 KiB chunks (send.ts), and only that long. Past
  * maxConnections, node closes new connections as they arrive.
@@ -51,6 +60,28 @@ function applyBounds(server: Server, http: HttpServerOptions['config']['http'], 
     const err = new TooManyConnectionsError(maxConnections);
     logger.warn({ component: 'http', code: err.code }, err.message);
   });
+}
+
+/**
+ * A request whose body has not fully arrived within `ms` of its headers
+ * (a slow sender) has its connection destroyed, as node's requestTimeout
+ * would, even when it was answered early (node then reads the rest of the
+ * body anyway); a response still being sent is sendTimeout's business.
+ */
+function boundRequest(req: IncomingMessage, ms: number): void {
+  const socket = req.socket;
+  const done = () => {
+    clearTimeout(timer);
+    req.off('end', done);
+    socket.off('close', done);
+  };
+  const timer = setTimeout(() => {
+    done();
+    if (!req.complete) socket.destroy();
+  }, ms);
+  timer.unref();
+  req.once('end', done);
+  socket.once('close', done);
 }
 
 export interface HttpServerHandle {
@@ -75,8 +106,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   try {
     for (const l of listens) {
       const routed = [ROUTES_PREFIX, ...(options.routedPaths ?? [])];
-      const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 5_000 }, (req, res) => {
+      const requestTimeout = options.config.http.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+      // node's own requestTimeout is per server; ours skips streamed uploads (boundRequest).
+      const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 15_000, requestTimeout: 0, connectionsCheckingInterval: 5_000 }, (req, res) => {
         options.observe?.(req, res);
+        if (!options.streamedBody?.(req)) boundRequest(req, requestTimeout);
         if (isRouted(req.url ?? '', routed)) app(req, res);
         else app.serveFile(req, res);
       });

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { errnoOf, ImageRefusedError } from '../errors.js';
 import type { BlobStore } from '../store/blobs.js';
 import { rethrowDiskFull } from '../store/fsutil.js';
+import { placeWithoutCopy } from './import-file.js';
 import type { Layout } from '../store/layout.js';
 
 /** Compressed bytes read to find the first tar header: real archives need a few KiB at most. */
@@ -19,7 +20,7 @@ const ROOT_DD =
 export interface StoredFile {
   readonly sha256: string;
   readonly size: number;
-  /** true when the store took the file's own inode (same filesystem), false when it was copied. */
+  /** true when the store took the file's own inode (same filesystem, the operator's own file that no one else may write), false when it was cloned or copied. */
   readonly linked: boolean;
 }
 
@@ -103,21 +104,21 @@ export function validTarHeader(h: Buffer): boolean {
 }
 
 /**
- * Puts a file into the store, reading it once: on the same filesystem the
- * store takes the file's inode (a hard link, hashed in place), elsewhere it
- * is copied while hashed. Either way the blob is fsynced before its name is.
+ * Puts a file into the store, reading it once, by the rule folder imports
+ * follow (placeWithoutCopy): a file this user owns that no one else may write
+ * is hard-linked on the same filesystem (the store takes its inode, and
+ * adopting makes it read-only); any other file is reflinked where the
+ * filesystem can, else copied while hashed, and stays as it was. Either way
+ * the blob is fsynced before its name is.
  */
 export async function storeLocalFile(file: string, layout: Layout, store: BlobStore, onBytes?: (n: number) => void): Promise<StoredFile> {
   const before = await stat(file);
   await mkdir(layout.partialDir, { recursive: true });
   const tmp = `${layout.partialDir}/local-${randomBytes(6).toString('hex')}.part`;
   try {
-    let linked = true;
-    await link(file, tmp).catch((err: unknown) => {
-      if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errnoOf(err) ?? '')) throw err;
-      linked = false;
-    });
-    const { sha256, size } = linked ? await hashAndSync(tmp, onBytes) : await copyHashing(file, tmp, onBytes);
+    const placed = await placeWithoutCopy(file, tmp, before);
+    const linked = placed === 'link';
+    const { sha256, size } = placed ? await hashAndSync(tmp, onBytes) : await copyHashing(file, tmp, onBytes);
     if (size !== before.size) throw new ImageRefusedError(`${file} changed size while it was read; try again once it is complete`);
     if (await store.has(sha256, size)) await unlink(tmp);
     else await store.adopt(tmp, sha256);

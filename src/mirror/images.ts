@@ -93,6 +93,26 @@ export function checkImageName(r: { os: string; release: string; arch: string; s
   }
 }
 
+/** Refuses an os/release/arch a mirrored product of the current snapshot has. */
+function refuseClash(previous: Published | undefined, name: ImageName): void {
+  const clash = clashingProducts(upstreamContentsOf(previous?.contents.values() ?? []), name);
+  if (clash.length > 0) {
+    throw new ImageRefusedError(
+      `${name.os}/${name.release}/${name.arch} is already a mirrored product (${clash.join(', ')}); MAAS selects by os/release/arch, so it could not tell them apart. Use another --release`,
+    );
+  }
+}
+
+/**
+ * The checks of addImage that need no file, for a caller that can refuse
+ * before receiving one (an upload): the name, and a clash with a mirrored
+ * product as the current snapshot stands. addImage checks both again.
+ */
+export async function checkImageRequest(config: Config, req: Omit<AddImageRequest, 'file'>): Promise<void> {
+  checkImageName(req);
+  refuseClash(await readPublished(new Layout(config.dataDir)), req);
+}
+
 /**
  * Stores a root tarball and publishes a snapshot listing it as a new version,
  * with upstream's contents as the current snapshot holds them: no network.
@@ -107,13 +127,7 @@ export async function addImage(ctx: ImagesContext, req: AddImageRequest): Promis
   const lock = await acquireLock(layout.lockFile, 'images add');
   try {
     const previous = await readPublished(layout);
-    const upstream = upstreamContentsOf(previous?.contents.values() ?? []);
-    const clash = clashingProducts(upstream, req);
-    if (clash.length > 0) {
-      throw new ImageRefusedError(
-        `${req.os}/${req.release}/${req.arch} is already a mirrored product (${clash.join(', ')}); MAAS selects by os/release/arch, so it could not tell them apart. Use another --release`,
-      );
-    }
+    refuseClash(previous, req);
     const local = localContentOf(previous?.contents.values() ?? []);
     const products = local?.doc.products ?? {};
     const now = ctx.now ?? new Date();

@@ -1,4 +1,4 @@
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { constants, createReadStream, createWriteStream, type Stats } from 'node:fs';
 import { copyFile, link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
@@ -58,9 +58,7 @@ export async function importBlob(req: ImportRequest, ctx: ImportContext): Promis
   await unlink(partial).catch(() => undefined);
   let method: ImportMethod | undefined;
   try {
-    const ours = st.uid === process.getuid?.() && (st.mode & 0o022) === 0;
-    if (ours && (await tryLink(src, partial))) method = 'link';
-    else if (await tryReflink(src, partial)) method = 'reflink';
+    method = await placeWithoutCopy(src, partial, st);
     let actual: { sha256: string; size: number };
     if (method) {
       actual = await hashFile(partial, req.size, ctx).catch((err: unknown) => {
@@ -81,6 +79,27 @@ export async function importBlob(req: ImportRequest, ctx: ImportContext): Promis
     await unlink(partial).catch(() => undefined);
     throw rethrowDiskFull(err, ctx.layout.partialDir);
   }
+}
+
+/**
+ * Whether the store may take a file's own inode: only one this user owns
+ * and no one else may write. Adopting it makes it read-only (0444) on the
+ * disk too; a file another user or group could still write in place would
+ * change a blob the store has already verified.
+ */
+export function mayHardLink(st: Stats): boolean {
+  return st.uid === process.getuid?.() && (st.mode & 0o022) === 0;
+}
+
+/**
+ * Puts `src` at `dest` without copying its bytes where the rules and the
+ * filesystem allow: a hard link (mayHardLink), else a reflink. undefined
+ * when neither worked and the caller must copy.
+ */
+export async function placeWithoutCopy(src: string, dest: string, st: Stats): Promise<'link' | 'reflink' | undefined> {
+  if (mayHardLink(st) && (await tryLink(src, dest))) return 'link';
+  if (await tryReflink(src, dest)) return 'reflink';
+  return undefined;
 }
 
 async function tryLink(src: string, dest: string): Promise<boolean> {

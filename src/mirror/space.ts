@@ -33,7 +33,7 @@ export interface SpaceCheck {
  * items are hard links: the downloads are all the bulk a sync writes.
  */
 export async function checkSpace(layout: Layout, missing: readonly WantedFile[], metadataBytes: () => number): Promise<SpaceCheck | undefined> {
-  const fs = await measure(layout.dataDir);
+  const fs = await measureFree(layout.dataDir);
   if (!fs) return undefined;
   let toFetch = 0;
   let resumable = 0;
@@ -48,7 +48,8 @@ export async function checkSpace(layout: Layout, missing: readonly WantedFile[],
   return { measured: fs.dir, available: fs.available, toFetch, resumable, margin, needed, fits: missing.length === 0 || needed <= fs.available };
 }
 
-async function measure(dataDir: string): Promise<{ dir: string; available: number } | undefined> {
+/** Free bytes (statfs bavail) on the file system dataDir is or will be on. */
+export async function measureFree(dataDir: string): Promise<{ dir: string; available: number } | undefined> {
   // Before the first sync dataDir may not exist: the nearest existing parent is the file system it will be on.
   for (let dir = dataDir; ; dir = dirname(dir)) {
     try {

@@ -136,7 +136,8 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
       result: 'failed',
       snapshot: previous?.manifest.id,
       published: false,
-      sources: [...read.failed, ...read.metas.map((m) => ({ name: m.source.name, result: 'failed' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
+      // These sources were read and verified: the refusal is the sync's (space), not theirs.
+      sources: [...read.failed, ...read.metas.map((m) => ({ name: m.source.name, result: 'ok' as const, requests: m.requests, changedDocuments: m.changedDocuments }))],
       plan: { changes: [], filesToFetch: missing.length, bytesToFetch },
       downloaded: { files: 0, bytes: 0 },
       failures: failures.list,

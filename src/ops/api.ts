@@ -5,7 +5,7 @@ import { sendError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { bearerToken, tokenMatches } from './auth.js';
 import type { SyncCoordinator } from './coordinator.js';
-import { handleImageUpload } from './image-upload.js';
+import { imageUploadHandler } from './image-upload.js';
 import type { MirrorStatus } from './status.js';
 
 export interface ApiDeps {
@@ -62,7 +62,7 @@ export function apiRouter(deps: ApiDeps): Router {
     sendJson(res, 202, { id });
   });
 
-  router.post('/images', (req: Request, res: Response) => handleImageUpload({ config: deps.config, logger: log, onPublished: deps.onPublished }, req, res));
+  router.post('/images', imageUploadHandler({ config: deps.config, logger: log, onPublished: deps.onPublished }));
 
   router.get('/status', async (req: Request, res: Response) => {
     try {

@@ -18,6 +18,7 @@ export { MirrorMetrics, createMetrics, syncHooks, observeTftp, httpMetricsMiddle
 export { classifyRoute, isOpsRequest, OPS_PATHS } from './routes.js';
 export { Readiness, healthRouter } from './health.js';
 export { apiRouter } from './api.js';
+export { isImageUpload } from './image-upload.js';
 export { statusPageRouter, renderStatusPage, mirrorUrls, maasCommands } from './status-page.js';
 export { SnapshotCatalog } from './catalog.js';
 export { StoreTotalsCache } from './store-totals.js';

@@ -72,6 +72,22 @@ describe('maasCommands', () => {
     // Bootloaders are not selected: MAAS takes them whatever the selections.
     expect(text).not.toContain('grub-efi');
   });
+
+  it("selects the site's own images too, quoted for the shell", () => {
+    const rhel = { id: 'local:rhel:9:amd64', contentId: 'local:custom-images', source: 'local', os: 'rhel', release: '9', arch: 'amd64', versions: [{ version: '20261203_01', files: 2, bytes: 10 }] };
+    const odd = { ...rhel, id: 'local:custom:x', os: 'custom', release: "my image's", arch: 'arm64' };
+    const text = maasCommands(status({ localImages: [rhel, odd] }), mirrorUrls(http(), 'mirror.lan'));
+    expect(text).toContain(`boot-source-selections create "$SOURCE_ID" os=rhel release=9 arches=amd64 'subarches=*' 'labels=*'`);
+    expect(text).toContain(`boot-source-selections create "$SOURCE_ID" os=custom 'release=my image'\\''s' arches=arm64 'subarches=*' 'labels=*'`);
+    expect(text).toContain('os=ubuntu release=noble arches=amd64,arm64');
+  });
+
+  it('with only local images, selects those and nothing else', () => {
+    const rhel = { id: 'local:rhel:9:amd64', contentId: 'local:custom-images', source: 'local', os: 'rhel', release: '9', arch: 'amd64', versions: [{ version: '20261203_01', files: 2, bytes: 10 }] };
+    const text = maasCommands(status({ sources: [{ ...status().sources[0]!, products: [] }], localImages: [rhel] }), mirrorUrls(http(), 'mirror.lan'));
+    expect(text).toContain('os=rhel release=9 arches=amd64');
+    expect(text).not.toContain('os=ubuntu');
+  });
 });
 
 describe('renderStatusPage', () => {
@@ -99,6 +115,13 @@ describe('renderStatusPage', () => {
     expect(page).toContain('&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;');
     // The one script element is ours.
     expect(page.match(/<script>/g)).toHaveLength(1);
+  });
+
+  it('tells a replayed older file apart from a source it could not read', () => {
+    const check = { state: 'downgrade', sync: 'sync-2', at: '2026-11-26T19:00:00.000Z', code: 'MM_DOWNGRADE_REFUSED' } as const;
+    const page = renderStatusPage(status({ sources: [{ ...status().sources[0]!, check }] }), mirrorUrls(http(), 'h')).value;
+    expect(page).toContain('refused: replayed older metadata (MM_DOWNGRADE_REFUSED)');
+    expect(page).not.toContain('could not read it');
   });
 
   it('shows the progress bar only while a sync runs', () => {

@@ -75,11 +75,15 @@ export function maasCommands(status: PublicStatus, urls: MirrorUrls): string {
   return maasProcedure({ treeUrl: urls.tree, keyringUrl: urls.keyring, selections: selections(status) });
 }
 
-/** One selection per os and release, with every arch the mirror holds for it. Bootloaders need none: MAAS takes them whatever the selections. */
+/**
+ * One selection per os and release, with every arch the mirror holds for it:
+ * the mirrored sources' images and the site's own (`images add`) alike.
+ * Bootloaders need none: MAAS takes them whatever the selections.
+ */
 export function selections(status: PublicStatus): MaasSelection[] {
   const byRelease = new Map<string, { os: string; release: string; arches: Set<string> }>();
-  for (const s of status.sources) {
-    for (const p of s.products) {
+  for (const products of [...status.sources.map((s) => s.products), status.localImages ?? []]) {
+    for (const p of products) {
       if (!p.os || !p.release || !p.arch) continue;
       const key = JSON.stringify([p.os, p.release]);
       const entry = byRelease.get(key) ?? { os: p.os, release: p.release, arches: new Set<string>() };
@@ -227,6 +231,8 @@ function checkBadge(c: SourceCheck): SafeHtml {
       return html`<span class="badge failed" title="sync ${c.sync}${when}">signature refused: ${c.code}</span>`;
     case 'unreachable':
       return html`<span class="badge failed" title="sync ${c.sync}${when}">not verified: last sync could not read it${c.code ? ` (${c.code})` : ''}</span>`;
+    case 'downgrade':
+      return html`<span class="badge failed" title="sync ${c.sync}${when}">refused: replayed older metadata (${c.code})</span>`;
     case 'unchecked':
       return html`<span class="badge">not checked yet</span>`;
     case 'off':

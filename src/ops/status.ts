@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Config } from '../config/load.js';
-import { REPORT_CODES } from '../errors.js';
+import { REPORT_CODES, type DowngradeError } from '../errors.js';
 import type { ProgressSnapshot } from '../mirror/progress.js';
 import type { SyncFailure } from '../mirror/sync.js';
 import type { SyncWarning } from '../mirror/selection-warnings.js';
@@ -34,11 +34,12 @@ export interface SourceStatus {
 /**
  * verified: the last sync read this source and its signatures held; invalid:
  * a signature was refused; unreachable: the last sync could not read the
- * source (DNS, HTTP, …), so nothing was checked; unchecked: no sync has read
- * it yet; off: verify is false.
+ * source (DNS, HTTP, …), so nothing was checked; downgrade: it was read and
+ * its signature held, but it was dated older than what was already accepted
+ * (a replay) and refused; unchecked: no sync has read it yet; off: verify is false.
  */
 export interface SourceCheck {
-  readonly state: 'verified' | 'invalid' | 'unreachable' | 'unchecked' | 'off';
+  readonly state: 'verified' | 'invalid' | 'unreachable' | 'downgrade' | 'unchecked' | 'off';
   readonly sync: string | null;
   readonly at: string | null;
   /** The failure that made it invalid or unreachable. */
@@ -177,6 +178,8 @@ function progressStatus(p: ProgressSnapshot): ProgressStatus {
 }
 
 const SIGNATURE_CODES = new Set<string>([REPORT_CODES.signatureInvalid]);
+/** A replayed older file: read and signed, refused for its date (src/mirror/source.ts). */
+const DOWNGRADE_CODE: DowngradeError['code'] = REPORT_CODES.downgradeRefused;
 
 /** The newest record that says anything about this source decides; older ones are history. */
 export function sourceCheck(name: string, verify: boolean, history: readonly SyncRecord[]): SourceCheck {
@@ -188,7 +191,7 @@ export function sourceCheck(name: string, verify: boolean, history: readonly Syn
     if (mine.result !== 'failed') return { ...base, state: 'verified', code: null };
     const failure = r.failures.find((f) => f.source === name);
     const code = failure?.code ?? null;
-    return { ...base, state: code !== null && SIGNATURE_CODES.has(code) ? 'invalid' : 'unreachable', code };
+    return { ...base, state: code === null ? 'unreachable' : SIGNATURE_CODES.has(code) ? 'invalid' : code === DOWNGRADE_CODE ? 'downgrade' : 'unreachable', code };
   }
   return { state: 'unchecked', sync: null, at: null, code: null };
 }

@@ -109,6 +109,8 @@ describe('a full disk', () => {
     expect(out.downloaded).toEqual({ files: 0, bytes: 0 });
     expect(out.failures).toHaveLength(1);
     expect(out.failures[0]!.code).toBe('MM_DISK_SPACE');
+    // The source was read and its signatures held: the refusal is the sync's, not the source's.
+    expect(out.sources.map((s) => [s.name, s.result])).toEqual([['stable', 'ok']]);
     expect(out.failures[0]!.message).toMatch(
       /^not enough free space on the device holding .+: this sync needs [\d.]+ MiB \([\d.]+ MiB to fetch, plus [\d.]+ MiB kept free for metadata\), [\d.]+ [KM]iB is free; nothing was downloaded/,
     );

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -309,5 +309,38 @@ describe('maas-mirror images while rolled back', () => {
     expect(current).toBe(join('snapshots', JSON.parse(added.stdout).snapshot));
     const doc = JSON.parse(await readFile(join(e.dataDir, current, 'streams/v1/com.ubuntu.maas:stable:v3:download.json'), 'utf8')) as ProductsDocument;
     expect(Object.keys(doc.products[NOBLE]!.versions)).not.toContain('20250801');
+  });
+});
+
+describe('maas-mirror images add leaves a file it may not take as it was', () => {
+  it('copies (does not link) a group-writable or another user\'s file, and leaves its mode alone', async () => {
+    const blobOf = (sha: string) => join(env.dataDir, 'blobs/sha256', sha.slice(0, 2), sha);
+    // Group-writable: someone else could write into it after the store verified it.
+    const shared = await rootTarball('ol');
+    await chmod(shared, 0o664);
+    const a = await mm(['images', 'add', shared, '--os', 'ol', '--release', '9', '--arch', 'amd64', '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout)).toMatchObject({ linked: false });
+    const sha = await sha256Of(shared);
+    expect((await stat(blobOf(sha))).ino).not.toBe((await stat(shared)).ino);
+    expect((await stat(shared)).mode & 0o777).toBe(0o664);
+
+    // Owned by another user (nobody), not writable by others: still not ours to take.
+    const theirs = await rootTarball('centos');
+    await chown(theirs, 65534, 65534);
+    await chmod(theirs, 0o644);
+    const b = await mm(['images', 'add', theirs, '--os', 'centos', '--release', '9', '--arch', 'amd64', '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(b.stdout)).toMatchObject({ linked: false });
+    const st = await stat(theirs);
+    expect((await stat(blobOf(await sha256Of(theirs)))).ino).not.toBe(st.ino);
+    expect([st.mode & 0o777, st.uid]).toEqual([0o644, 65534]);
+
+    // Writing into the originals afterwards leaves the stored images intact.
+    await appendFile(shared, 'later');
+    await appendFile(theirs, 'later');
+    const v = await mm(['verify', '--json']);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    for (const r of ['ol/9/amd64', 'centos/9/amd64']) expect((await mm(['images', 'remove', r])).code).toBe(0);
   });
 });

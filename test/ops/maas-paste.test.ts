@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { startDaemon } from '../../src/cli/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { makeEnv, type Env } from '../helpers/env.js';
+import { run } from '../faults/helpers.js';
 import { chromiumDom, preText } from './chromium.js';
 import { pasteIntoBash } from './fake-maas.js';
 import { freePort, listen, makeOps, opsApp } from './helpers.js';
@@ -101,4 +103,40 @@ describe('the status page\'s MAAS commands, pasted into bash', () => {
     expect(page).not.toContain('evil.example');
     expect(page).toContain('url=http://10.9.8.7:8080/maas/images/ephemeral-v3/stable/');
   });
+
+  it("select the site's own images, added through the API, alongside the mirrored ones", async () => {
+    env = await makeEnv();
+    const token = 'paste-test-token-0123456789';
+    const port = await freePort();
+    const config = env.config([{ filters: [['release~noble']] }], {
+      http: { listen: `127.0.0.1:${port}` },
+      api: { token },
+      tftp: { enabled: false },
+      schedule: { onStart: true, interval: '1h', jitter: '0s' },
+    });
+    const daemon = await startDaemon({ config, logger: silentLogger(), drainMs: 1000, retryBaseMs: 5 });
+    onTestFinished(() => daemon.stop());
+    const url = `http://127.0.0.1:${port}`;
+    const record = daemon.ops.coordinator.running ? (await once(daemon.ops.coordinator, 'end'))[0] : daemon.ops.coordinator.lastSync!;
+    expect(record.result, JSON.stringify(record.failures)).toBe('ok');
+
+    const root = join(env.dir, 'rhel-root');
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc', 'os-release'), 'NAME="Red Hat Enterprise Linux"\n');
+    const tarball = join(env.dir, 'rhel9.tar.gz');
+    expect((await run('tar', ['-czf', tarball, '-C', root, '.'])).code).toBe(0);
+    const added = await fetch(`${url}/api/v1/images?os=rhel&release=9&arch=amd64`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: await readFile(tarball),
+    });
+    expect(added.status, await added.clone().text()).toBe(201);
+
+    const run2 = await pasteIntoBash(preText(await chromiumDom(`${url}/`), 'maas'));
+    expect(run2.stderr).toBe('');
+    expect(run2.code).toBe(0);
+    const selections = run2.calls.filter((c) => c.argv[1] === 'boot-source-selections').map((c) => c.argv);
+    expect(selections).toContainEqual(['admin', 'boot-source-selections', 'create', '7', 'os=rhel', 'release=9', 'arches=amd64', 'subarches=*', 'labels=*']);
+    expect(selections.filter((a) => a[4] === 'os=ubuntu').map((a) => a[5])).toEqual(['release=noble']);
+  }, 120_000);
 });
