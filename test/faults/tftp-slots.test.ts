@@ -21,16 +21,17 @@ const HOSTILE_RRQ = encodeRequest('rrq', 'bootx64.efi', 'octet', [
   ['tsize', '0'],
 ]);
 
-/** 32 source addresses, 16 never-acknowledged requests each, the whole burst again every second. */
+/**
+ * 32 source addresses, 16 never-acknowledged requests each (each from its own port: the same request
+ * again from one port is a client's retry, not a new transfer), the whole burst again every second.
+ */
 async function flood(port: number): Promise<{ peers: UdpPeer[]; received: () => number; sent: () => number; stop: () => void }> {
   const peers: UdpPeer[] = [];
-  for (let i = 2; i < 34; i++) peers.push(await fx.peer(`127.0.0.${i}`));
+  for (let i = 2; i < 34; i++) for (let k = 0; k < 16; k++) peers.push(await fx.peer(`127.0.0.${i}`));
   let sent = 0;
   const burst = () => {
-    for (const p of peers) {
-      for (let k = 0; k < 16; k++) p.send(HOSTILE_RRQ, port);
-      sent += 16;
-    }
+    for (const p of peers) p.send(HOSTILE_RRQ, port);
+    sent += peers.length;
   };
   burst();
   const timer = setInterval(burst, 1000);
@@ -134,8 +135,9 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
   it('evicts the oldest unacknowledged transfer rather than refuse a new client when full, and lets a client replace its own', async () => {
     // A long first-ACK budget, so the hog's requests are still waiting however slow this machine is.
     const s = await fx.server({ maxTransfers: 8, maxTransfersPerClient: 8, firstAckTimeoutMs: 60_000 });
-    const hog = await fx.peer('127.0.0.50');
-    for (let i = 0; i < 8; i++) hog.send(HOSTILE_RRQ, s.port);
+    // Each request from its own port (one port asking again is a retry of the same transfer).
+    const hogPort = () => fx.peer('127.0.0.50');
+    for (let i = 0; i < 8; i++) (await hogPort()).send(HOSTILE_RRQ, s.port);
     await until(() => s.server.activeTransfers === 8);
 
     // Full: a new client from another address is served, not told "server busy".
@@ -145,9 +147,9 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
 
     // At its own cap, the client's newest request replaces its oldest unacknowledged one.
     await until(() => s.server.activeTransfers === 7);
-    hog.send(HOSTILE_RRQ, s.port);
+    (await hogPort()).send(HOSTILE_RRQ, s.port);
     await until(() => s.server.activeTransfers === 8);
-    hog.send(HOSTILE_RRQ, s.port);
+    (await hogPort()).send(HOSTILE_RRQ, s.port);
     await until(() => s.ends.filter((e) => e.result === 'evicted').length === 2);
     expect(s.server.activeTransfers).toBe(8);
     expect(s.ends.some((e) => e.result === 'busy')).toBe(false);
