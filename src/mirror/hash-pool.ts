@@ -28,7 +28,7 @@ parentPort.on('message', async (m) => {
       if (!h) hashes.set(m.id, (h = createHash('sha256')));
       hashes.set(m.id, h);
       // Messages after this one for the same id wait for it: the pool awaits the reply.
-      for await (const c of createReadStream(m.path, { start: 0, end: m.length - 1, highWaterMark: 1 << 20 })) h.update(c);
+      for await (const c of createReadStream(m.path, { start: m.from || 0, end: m.length - 1, highWaterMark: 1 << 20 })) h.update(c);
       parentPort.postMessage({ id: m.id, op: 'file' });
     } else if (m.op === 'digest') {
       const h = hashes.get(m.id) ?? createHash('sha256');
@@ -162,9 +162,9 @@ export class PooledHash {
     return new Promise((ok) => (this.drained = ok));
   }
 
-  /** Hash the first `length` bytes of a file (a partial download being resumed). */
-  async updateFromFile(path: string, length: number): Promise<void> {
-    if (length > 0) await this.pool.request(this.worker, this.id, { op: 'file', id: this.id, path, length });
+  /** Hash bytes `from` up to `length` of a file (a partial download being resumed, or the parts of a striped one in order). */
+  async updateFromFile(path: string, length: number, from = 0): Promise<void> {
+    if (length > from) await this.pool.request(this.worker, this.id, { op: 'file', id: this.id, path, length, from });
   }
 
   async digest(): Promise<string> {

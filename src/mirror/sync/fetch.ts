@@ -54,6 +54,8 @@ export async function fetchMissing(run: SyncRun, missing: readonly WantedFile[],
             limiter,
             signal: opts.signal,
             retryBaseMs: opts.retryBaseMs,
+            stripes: config.download.stripes,
+            stripeSize: config.download.stripeSize,
             onBytes,
             onRetry: (err, attempt, delay) => {
               hooks.onRetry?.(f.source);
@@ -76,7 +78,8 @@ export async function fetchMissing(run: SyncRun, missing: readonly WantedFile[],
     }
   };
   try {
-    for (const f of missing) void queue.add(() => fetchOne(f));
+    // Largest first: the longest transfer starts at once instead of ending the sync alone on its connections.
+    for (const f of [...missing].sort((a, b) => b.size - a.size)) void queue.add(() => fetchOne(f));
     await queue.onIdle();
   } finally {
     await hashes?.close();
