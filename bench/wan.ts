@@ -58,8 +58,12 @@ export async function benchWan(opts: WanBenchOptions = {}): Promise<BenchRow[]> 
     const url = `http://127.0.0.1:${await proxy.start()}/`;
     const filters = [['os=ubuntu', 'arch=amd64', 'release~^(jammy|noble)$'], ['bootloader-type~.']];
     const configFile = join(dir, 'config.yaml');
+    const sources = [{ name: 'bench', url, keyring, filters, maxVersions: 2 }];
     // The download settings are the defaults: what a site gets without tuning.
-    await writeFile(configFile, JSON.stringify({ dataDir: join(dir, 'data'), sources: [{ name: 'bench', url, keyring, filters, maxVersions: 2 }] }));
+    await writeFile(configFile, JSON.stringify({ dataDir: join(dir, 'data'), sources }));
+    // Reference: one connection per file, as before striping.
+    const oneStreamFile = join(dir, 'one-stream.yaml');
+    await writeFile(oneStreamFile, JSON.stringify({ dataDir: join(dir, 'data'), sources, download: { stripes: 1 } }));
     const dry = JSON.parse((await run(process.execPath, [join(import.meta.dirname, '..', 'bin', 'maas-mirror.js'), 'sync', '--dry-run', '--json', '--config', configFile], { maxBuffer: 1 << 26 })).stdout);
     const selected = selectedFiles(upstream, dry);
     const bytes = selected.reduce((n, f) => n + f.size, 0);
@@ -90,8 +94,13 @@ export async function benchWan(opts: WanBenchOptions = {}): Promise<BenchRow[]> 
       syncMs = cold.syncMs;
       return cold.ms;
     };
+    const oneStreamRun = async (): Promise<number> => {
+      await rm(join(dir, 'data'), { recursive: true, force: true });
+      await run('sync');
+      return (await childSync(oneStreamFile)).ms;
+    };
     const rate = (r: () => Promise<number>) => async () => mbps(bytes, await r());
-    const [naive, ours] = (await bestOf([naiveRun, coldRun].map(rate), rounds)) as [number, number];
+    const [naive, ours, oneStream] = (await bestOf([naiveRun, coldRun, oneStreamRun].map(rate), rounds)) as [number, number, number];
     const link = proxy.total / 1e6;
     const shape = `${proxy.delayMs} ms each way, ${round(proxy.perConnection / 1e6)} MB/s per connection, ${round(link)} MB/s in all`;
     return [
@@ -117,6 +126,15 @@ export async function benchWan(opts: WanBenchOptions = {}): Promise<BenchRow[]> 
         ratio: ours / naive,
         target: '≥ 6',
         pass: ours / naive >= 6,
+      },
+      {
+        group: 'wan',
+        name: 'cold sync across a WAN, one connection per file (download.stripes: 1; reference, as before striping)',
+        value: oneStream,
+        unit: 'MB/s',
+        baseline: link,
+        baselineName: 'the link',
+        ratio: oneStream / link,
       },
     ];
   } finally {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { open, readFile, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { AbortedError, ChecksumError, DiskFullError, SizeMismatchError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
@@ -28,6 +29,9 @@ import type { PooledHash } from './hash-pool.js';
 
 /** Body bytes gathered per write; parts are written at their offsets as these fill. */
 const PART_BATCH = 256 * 1024;
+
+/** The smallest part asked for near the end of a file. */
+const MIN_PART = 64 * 1024;
 
 /** The server answered a Range request with the whole file: the download goes back to one stream. */
 export class RangeIgnored extends Error {}
@@ -89,18 +93,18 @@ export async function stripedTransfer(
   stripes: number,
   stripeSize: number,
 ): Promise<{ offset: number; fetched: number }> {
-  const parts: Part[] = [];
-  for (let a = offset; a < req.size; a += stripeSize) parts.push({ start: a, end: Math.min(a + stripeSize, req.size) - 1, written: 0 });
   const marker = stripeMarker(partial);
   const abort = new AbortController();
+  // Each part's request listens on it: more than Node's default of 10 is expected here.
+  setMaxListeners(stripes + 10, abort.signal);
   const onAbort = () => abort.abort();
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   const fh = await open(partial, offset === 0 ? 'w' : 'r+');
-  const s = new Striped(req, ctx, partial, fh, parts, offset, hash, marker, abort.signal, stripeSize);
+  const s = new Striped(req, ctx, partial, fh, offset, hash, marker, abort.signal, stripes, stripeSize);
   let failure: unknown;
   try {
     await writeFile(marker, String(offset));
-    await s.run(stripes);
+    await s.run();
   } catch (err) {
     failure = err;
     abort.abort();
@@ -128,7 +132,10 @@ export async function stripedTransfer(
 }
 
 class Striped {
-  private next = 0;
+  /** Parts handed out so far, in file order; the bytes after the last one are not asked for yet. */
+  private readonly parts: Part[] = [];
+  private assigned: number;
+  private whole = 0;
   private hashed = 0;
   private hashing: Promise<void> | undefined;
   private hashError: unknown;
@@ -144,18 +151,20 @@ class Striped {
     private readonly ctx: DownloadContext,
     private readonly partial: string,
     private readonly fh: FileHandle,
-    private readonly parts: Part[],
     private readonly offset: number,
     private readonly hash: PooledHash,
     private readonly marker: string,
     private readonly signal: AbortSignal,
+    private readonly stripes: number,
     private readonly stripeSize: number,
   ) {
     this.marked = offset;
+    this.assigned = offset;
   }
 
   /** The first part alone (it tells whether Range works), then up to `stripes` parts at a time. */
-  async run(stripes: number): Promise<void> {
+  async run(): Promise<void> {
+    const stripes = this.stripes;
     let opened!: () => void;
     const firstAnswered = new Promise<void>((ok) => (opened = ok));
     const lanes: Promise<void>[] = [this.lane(opened)];
@@ -166,12 +175,29 @@ class Striped {
     if (this.hashed !== this.req.size) throw new UpstreamNetworkError(this.req.url, `striped download stopped at byte ${this.hashed} of ${this.req.size}`);
   }
 
-  /** One connection's worth: takes parts in order until none are left. */
+  /** One connection's worth: takes the next part until the file is handed out. */
   private async lane(answered?: () => void): Promise<void> {
-    for (let i = this.next++; i < this.parts.length; i = this.next++) {
+    for (let part = this.nextPart(); part; part = this.nextPart()) {
       if (this.signal.aborted) throw new AbortedError();
-      await this.fetchPart(this.parts[i]!, i === 0 ? answered : undefined);
+      await this.fetchPart(part, part.start === this.offset ? answered : undefined);
     }
+  }
+
+  /**
+   * Parts are stripeSize until the end comes near, then a share of what is
+   * left (down to an eighth of stripeSize): every connection then finishes
+   * about together, instead of the last full-size part riding one
+   * connection alone while the others idle.
+   */
+  private nextPart(): Part | undefined {
+    const left = this.req.size - this.assigned;
+    if (left <= 0) return undefined;
+    const floor = Math.max(MIN_PART, Math.floor(this.stripeSize / 8));
+    const size = Math.min(left, Math.max(floor, Math.min(this.stripeSize, Math.ceil(left / this.stripes))));
+    const part: Part = { start: this.assigned, end: this.assigned + size - 1, written: 0 };
+    this.assigned += size;
+    this.parts.push(part);
+    return part;
   }
 
   private async fetchPart(part: Part, answered?: () => void): Promise<void> {
@@ -216,12 +242,10 @@ class Striped {
 
   /** End of the contiguous prefix on disk. */
   private frontier(): number {
-    let at = this.offset;
-    for (const p of this.parts) {
-      at = p.start + p.written;
-      if (p.written !== p.end - p.start + 1) break;
-    }
-    return at;
+    // Parts before `whole` are complete: no need to look at them again.
+    while (this.whole < this.parts.length && this.parts[this.whole]!.written === this.parts[this.whole]!.end - this.parts[this.whole]!.start + 1) this.whole++;
+    const open = this.parts[this.whole];
+    return open ? open.start + open.written : this.assigned;
   }
 
   /** Bytes on disk, in order, that the hash has not read yet. */

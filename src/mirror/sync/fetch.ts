@@ -78,8 +78,7 @@ export async function fetchMissing(run: SyncRun, missing: readonly WantedFile[],
     }
   };
   try {
-    // Largest first: the longest transfer starts at once instead of ending the sync alone on its connections.
-    for (const f of [...missing].sort((a, b) => b.size - a.size)) void queue.add(() => fetchOne(f));
+    for (const f of missing) void queue.add(() => fetchOne(f));
     await queue.onIdle();
   } finally {
     await hashes?.close();
