@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -194,5 +194,35 @@ describe('striped downloads', () => {
     expect(Math.min(...starts)).toBe(3 * PART);
     expect(createHash('sha256').update(await storedBytes(env, item.sha256)).digest('hex')).toBe(item.sha256);
     expect(await partialLeft(env)).toEqual([]);
+  });
+
+  it('an aborted sync keeps the contiguous prefix of a striped file, without a marker, and the next sync resumes there', async () => {
+    env = await stripedEnv();
+    const item = newestSquashfs(env);
+    const stopAt = 6 * PART;
+    const ac = new AbortController();
+    env.server.intercept = async (req, res, p) => {
+      const rg = rangeOf({ range: req.headers.range });
+      if (p !== item.path || !rg || rg[0] < stopAt) return false;
+      // From here on parts hang mid-way; the sync is aborted once one of them is on its way.
+      const body = await answerPart(env!, res, p, rg[0], Math.min(rg[1], BIG - 1));
+      res.write(body.subarray(0, 1000));
+      setTimeout(() => ac.abort(), 500);
+      await new Promise((ok) => res.once('close', ok));
+      return true;
+    };
+    await expect(env.sync({ config: stripedConfig(env), signal: ac.signal })).rejects.toMatchObject({ code: 'MM_ABORTED' });
+    const part = join(env.dataDir, 'partial', `${item.sha256}.part`);
+    const kept = (await stat(part)).size;
+    expect(await partialLeft(env)).toEqual([`${item.sha256}.part`]);
+    expect(kept % PART).toBe(0);
+    expect(kept).toBeLessThanOrEqual(stopAt);
+    expect((await readFile(part)).equals((await readFile(join(env.upstream.dir, item.path))).subarray(0, kept))).toBe(true);
+    env.server.intercept = undefined;
+    env.server.log.length = 0;
+    const r = await env.sync({ config: stripedConfig(env) });
+    expect(r.failures).toEqual([]);
+    expect(Math.min(...env.server.requests(item.path).map((q) => rangeOf(q)![0]))).toBe(kept);
+    expect(createHash('sha256').update(await storedBytes(env, item.sha256)).digest('hex')).toBe(item.sha256);
   });
 });
