@@ -142,6 +142,8 @@ class Striped {
   private marked: number;
   private marking: Promise<void> = Promise.resolve();
   private readonly writers = new Set<PartWriter>();
+  /** Write batches of finished parts, reused by the next ones: one per connection, not one per part. */
+  private readonly batches: Buffer[] = [];
   private readonly requests = new Set<Promise<void>>();
   /** Set once the first part's answer shows the server honours Range. */
   private rangesOk = false;
@@ -215,7 +217,7 @@ class Striped {
         }
         this.rangesOk = true;
         answered?.();
-        writer = new PartWriter(this.fh, part, length, this.ctx, (n) => this.wrote(n));
+        writer = new PartWriter(this.fh, part, length, this.ctx, (n) => this.wrote(n), this.batches);
         this.writers.add(writer);
         return writer;
       },
@@ -367,8 +369,15 @@ class PartWriter extends Writable {
     private readonly length: number,
     private readonly ctx: DownloadContext,
     private readonly onWritten: (n: number) => void,
+    private readonly spare: Buffer[],
   ) {
     super({ highWaterMark: PART_BATCH });
+  }
+
+  /** Gives the batch back for the next part once nothing writes from it any more. */
+  private release(): void {
+    if (this.batch) this.spare.push(this.batch);
+    this.batch = undefined;
   }
 
   settled(): Promise<void> {
@@ -385,20 +394,24 @@ class PartWriter extends Writable {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.flush().then(() => done(), done);
+    this.flush().then(() => {
+      this.release();
+      done();
+    }, done);
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
     // A write in flight finishes before the file may be cut back or closed.
-    (this.writing ?? Promise.resolve()).then(
-      () => done(err),
-      () => done(err),
-    );
+    const end = () => {
+      this.release();
+      done(err);
+    };
+    (this.writing ?? Promise.resolve()).then(end, end);
   }
 
   private async take(chunk: Buffer): Promise<void> {
     for (let at = 0; at < chunk.length; ) {
-      const batch = (this.batch ??= Buffer.allocUnsafe(PART_BATCH));
+      const batch = (this.batch ??= this.spare.pop() ?? Buffer.allocUnsafe(PART_BATCH));
       const n = Math.min(chunk.length - at, batch.length - this.fill);
       chunk.copy(batch, this.fill, at, at + n);
       this.fill += n;
