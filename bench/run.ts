@@ -47,7 +47,7 @@ const keptRows = previous.filter((l) => /^\| (?!group \|)(?!---)\S+ \|/.test(l) 
 const keptNotes = previous.filter((l) => /^- \S+ \/ /.test(l) && !ran.has(l.slice(2).split(' / ')[0]!));
 const md = `# Benchmarks
 
-Measured by \`npm run bench\` on ${started.toISOString().slice(0, 10)} ${keptRows.length > 0 ? ` (groups ${[...ran].join(', ')}; the other rows are from an earlier run)` : ''}: ${machine()}.
+Measured by \`npm run bench\` on ${started.toISOString().slice(0, 10)}${keptRows.length > 0 ? ` (groups ${[...ran].join(', ')}; the other rows are from an earlier run)` : ''}: ${machine()}.
 Every ratio compares against a baseline measured in the same run on the same machine; the machine is
 shared, so figures vary between runs by tens of percent. The tables below are the last run's.
 
