@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchHttp } from './http.js';
 import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
@@ -7,12 +7,14 @@ import { machine, removeCompiled, table, type BenchRow } from './lib.js';
 import { benchScale } from './scale.js';
 import { benchSync } from './sync.js';
 import { benchTftp } from './tftp.js';
+import { benchWan } from './wan.js';
 
 /**
  * `npm run bench`: every benchmark against its baseline measured in the same
  * run (curl + sha256sum and dd for sync, nginx for HTTP, tftpd-hpa for TFTP),
  * and how cost grows with the stream. Writes BENCHMARKS.md.
- * `npm run bench -- sync http` runs only those groups.
+ * `npm run bench -- sync http` runs only those groups; the other groups' rows
+ * and notes of the last BENCHMARKS.md stay as they were.
  */
 const log = (l: string) => process.stderr.write(`${l}\n`);
 const groups: Record<string, () => Promise<BenchRow[]>> = {
@@ -21,6 +23,7 @@ const groups: Record<string, () => Promise<BenchRow[]>> = {
   tftp: () => benchTftp({ log }),
   lan: () => benchLan({ log }),
   scale: () => benchScale(undefined, log),
+  wan: () => benchWan({ log }),
 };
 const BASELINES: Record<string, string> = { http: 'nginx', tftp: 'tftpd-hpa', lan: 'tftpd-hpa' };
 const wanted = process.argv.slice(2).filter((a) => a in groups);
@@ -38,19 +41,25 @@ for (const name of wanted.length > 0 ? wanted : Object.keys(groups)) {
     rows.push({ group: name, name: 'benchmark failed', value: Number.NaN, unit: '', note: (err as Error).message });
   }
 }
+const file = join(import.meta.dirname, '..', 'BENCHMARKS.md');
+const ran = new Set(rows.map((r) => r.group));
+// Rows and notes of groups not run this time, kept from the last file (the group is their first cell / first word).
+const previous = (await readFile(file, 'utf8').catch(() => '')).split('\n');
+const keptRows = previous.filter((l) => /^\| (?!group \|)(?!---)\S+ \|/.test(l) && !ran.has(l.split('|')[1]!.trim()));
+const keptNotes = previous.filter((l) => /^- \S+ \/ /.test(l) && !ran.has(l.slice(2).split(' / ')[0]!));
 const md = `# Benchmarks
 
-Measured by \`npm run bench\` on ${started.toISOString().slice(0, 10)}: ${machine()}.
+Measured by \`npm run bench\` on ${started.toISOString().slice(0, 10)}${keptRows.length > 0 ? ` (groups ${[...ran].join(', ')}; the other rows are from an earlier run)` : ''}: ${machine()}.
 Every ratio compares against a baseline measured in the same run on the same machine; the machine is
 shared, so figures vary between runs by tens of percent. The tables below are the last run's.
 
-${table(rows)}
+${table(rows)}${keptRows.map((l) => l + '\n').join('')}
 Notes:
-${rows
-  .filter((r) => r.note)
-  .map((r) => `- ${r.group} / ${r.name}: ${r.note}`)
-  .join('\n')}
-${rows.some((r) => r.group === 'lan') ? `\n${LAN_MODEL_LIMITS}\n` : ''}`;
+${[
+  ...rows.filter((r) => r.note).map((r) => `- ${r.group} / ${r.name}: ${r.note}`),
+  ...keptNotes,
+].join('\n')}
+${rows.some((r) => r.group === 'lan') || keptRows.some((l) => l.startsWith('| lan |')) ? `\n${LAN_MODEL_LIMITS}\n` : ''}`;
 await removeCompiled();
-await writeFile(join(import.meta.dirname, '..', 'BENCHMARKS.md'), md);
+await writeFile(file, md);
 process.stdout.write(table(rows));

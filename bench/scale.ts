@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,7 +15,8 @@ import { compiled, removeCompiled, round, table, type BenchRow } from './lib.js'
 /**
  * How cost grows with the size of the stream: planning (a dry run: fetch,
  * verify, flatten, filter, plan) and a no-op resync, for generated streams
- * of 1,000 and 10,000 products with small synthetic items.
+ * of 1,000 and 10,000 products with small synthetic items, and the size of
+ * each products file the snapshot publishes.
  */
 export async function benchScale(sizes = [1000, 10_000], log = (l: string) => process.stderr.write(l + '\n')): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
@@ -31,9 +32,10 @@ export async function benchScale(sizes = [1000, 10_000], log = (l: string) => pr
       const plan = await child(config, true);
       const cold = await child(config, false);
       const noop = await child(config, false);
+      const published = await productsFiles(join(dir, 'data', 'current', 'streams', 'v1'));
       rows.push(
         { group: 'scale', name: `plan (dry run), ${n} products`, value: plan.ms, unit: 'ms', note: `peak RSS ${round(plan.rssMb, 0)} MB` },
-        { group: 'scale', name: `cold sync, ${n} products (${n * 4} files)`, value: cold.ms, unit: 'ms', note: `peak RSS ${round(cold.rssMb, 0)} MB` },
+        { group: 'scale', name: `cold sync, ${n} products (${n * 4} files)`, value: cold.ms, unit: 'ms', note: `peak RSS ${round(cold.rssMb, 0)} MB; published products files: ${published}` },
         { group: 'scale', name: `no-op resync, ${n} products`, value: noop.ms, unit: 'ms', note: `peak RSS ${round(noop.rssMb, 0)} MB` },
       );
     } finally {
@@ -42,6 +44,13 @@ export async function benchScale(sizes = [1000, 10_000], log = (l: string) => pr
     }
   }
   return rows;
+}
+
+/** Size of each products file the snapshot publishes (what a MAAS region downloads and parses). */
+async function productsFiles(dir: string): Promise<string> {
+  const names = (await readdir(dir)).filter((n) => n !== 'index.json' && n.endsWith('.json'));
+  const sizes = await Promise.all(names.map(async (n) => `${n} ${round((await stat(join(dir, n))).size / 1e6)} MB`));
+  return sizes.join(', ');
 }
 
 export async function generate(root: string, n: number, dir: string): Promise<string> {

@@ -40,6 +40,10 @@ export interface Config {
     readonly rateLimit: number;
     readonly partialProtection: number;
     readonly proxy: string | undefined;
+    /** Connections one large file may use at once (Range requests); 1 = one stream per file. */
+    readonly stripes: number;
+    /** Bytes per Range request of a striped file. */
+    readonly stripeSize: number;
   };
   readonly http: {
     readonly listen: readonly Listen[];

@@ -15,6 +15,7 @@ import { failing, type UpstreamClient } from './client.js';
 import type { HashPool, PooledHash } from './hash-pool.js';
 import type { RateLimiter } from './ratelimit.js';
 import { withRetries } from './retry.js';
+import { RangeIgnored, recoverStriped, shouldStripe, stripedTransfer } from './stripes.js';
 
 export interface DownloadRequest {
   readonly url: string;
@@ -35,6 +36,10 @@ export interface DownloadContext {
   readonly onBytes?: (n: number) => void;
   readonly onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
   readonly onChecksumFailure?: (err: ChecksumError | SizeMismatchError) => void;
+  /** Connections one large file may use (download.stripes); 1 or unset: one stream. */
+  readonly stripes?: number;
+  /** Bytes per Range request of a striped file (download.stripeSize). */
+  readonly stripeSize?: number;
 }
 
 export interface DownloadResult {
@@ -86,6 +91,7 @@ interface AttemptResult {
 
 async function attempt(req: DownloadRequest, ctx: DownloadContext, partial: string): Promise<AttemptResult> {
   if (ctx.signal?.aborted) throw new AbortedError();
+  await recoverStriped(partial);
   let offset = await partialSize(partial);
   if (offset > req.size) {
     await unlink(partial);
@@ -99,6 +105,19 @@ async function attempt(req: DownloadRequest, ctx: DownloadContext, partial: stri
       check.drop();
     }
     offset = 0;
+  }
+  const stripes = ctx.stripes ?? 1;
+  const stripeSize = ctx.stripeSize ?? Infinity;
+  if (shouldStripe(req.size, offset, stripes, stripeSize)) {
+    const striped = ctx.hashes.create();
+    try {
+      return await stripedTransfer(req, ctx, partial, offset, striped, stripes, stripeSize);
+    } catch (err) {
+      // A server without Range support answered the first part with the whole file: one stream, as before.
+      if (!(err instanceof RangeIgnored)) throw err;
+    } finally {
+      striped.drop();
+    }
   }
   const hash = ctx.hashes.create();
   try {

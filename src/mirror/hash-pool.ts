@@ -13,8 +13,9 @@ import { Worker } from 'node:worker_threads';
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { createReadStream } = require('node:fs');
+const { open } = require('node:fs/promises');
 const hashes = new Map();
+const spare = [];
 parentPort.on('message', async (m) => {
   try {
     if (m.op === 'update') {
@@ -28,7 +29,20 @@ parentPort.on('message', async (m) => {
       if (!h) hashes.set(m.id, (h = createHash('sha256')));
       hashes.set(m.id, h);
       // Messages after this one for the same id wait for it: the pool awaits the reply.
-      for await (const c of createReadStream(m.path, { start: 0, end: m.length - 1, highWaterMark: 1 << 20 })) h.update(c);
+      // Read into reused buffers: a stream's fresh 1 MiB chunks pile up as garbage at hashing speed.
+      const buf = spare.pop() || Buffer.allocUnsafe(1 << 20);
+      const fh = await open(m.path, 'r');
+      try {
+        for (let pos = m.from || 0; pos < m.length; ) {
+          const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, m.length - pos), pos);
+          if (bytesRead === 0) throw new Error(m.path + ' ends before byte ' + m.length);
+          h.update(buf.subarray(0, bytesRead));
+          pos += bytesRead;
+        }
+      } finally {
+        spare.push(buf);
+        await fh.close();
+      }
       parentPort.postMessage({ id: m.id, op: 'file' });
     } else if (m.op === 'digest') {
       const h = hashes.get(m.id) ?? createHash('sha256');
@@ -162,9 +176,9 @@ export class PooledHash {
     return new Promise((ok) => (this.drained = ok));
   }
 
-  /** Hash the first `length` bytes of a file (a partial download being resumed). */
-  async updateFromFile(path: string, length: number): Promise<void> {
-    if (length > 0) await this.pool.request(this.worker, this.id, { op: 'file', id: this.id, path, length });
+  /** Hash bytes `from` up to `length` of a file (a partial download being resumed, or the parts of a striped one in order). */
+  async updateFromFile(path: string, length: number, from = 0): Promise<void> {
+    if (length > from) await this.pool.request(this.worker, this.id, { op: 'file', id: this.id, path, length, from });
   }
 
   async digest(): Promise<string> {

@@ -79,7 +79,8 @@ export async function runSync(opts: SyncOptions): Promise<SyncReport> {
     client: new UpstreamClient({
       connectTimeout: config.download.connectTimeout,
       idleTimeout: config.download.idleTimeout,
-      connections: config.download.concurrency + 2,
+      // The files in flight, the extra parts of a striped one, and the metadata; further parts wait for a free connection.
+      connections: config.download.concurrency + config.download.stripes + 2,
       proxy: config.download.proxy,
     }),
     progress: opts.progress ?? new SyncProgress(),

@@ -54,6 +54,8 @@ export async function fetchMissing(run: SyncRun, missing: readonly WantedFile[],
             limiter,
             signal: opts.signal,
             retryBaseMs: opts.retryBaseMs,
+            stripes: config.download.stripes,
+            stripeSize: config.download.stripeSize,
             onBytes,
             onRetry: (err, attempt, delay) => {
               hooks.onRetry?.(f.source);
