@@ -89,6 +89,8 @@ export interface HttpServerHandle {
   readonly servers: readonly Server[];
   /** What each server is bound to (the real port when 0 was asked). */
   readonly addresses: readonly Listen[];
+  /** ms a whole request (headers and body) may take; streamed uploads are bounded by progress instead. */
+  readonly requestTimeout: number;
   /** Same as app.invalidate(): call after each publish. */
   invalidate(): void;
   /**
@@ -140,6 +142,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     app,
     servers,
     addresses,
+    requestTimeout: options.config.http.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS,
     invalidate: () => app.invalidate(),
     close: async (graceMs = 5_000) => {
       const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
