@@ -10,8 +10,8 @@ import { waitFor } from './helpers.js';
  * Slow clients holding connections (slowloris): 300 sockets that send part
  * of a request line and then nothing, and 20 that send nothing at all. The
  * daemon must keep answering normal requests at once, and must close the
- * held sockets in the end: its HTTP servers have bounded header and request
- * timeouts, and Node enforces them on every connection.
+ * held sockets in the end: its HTTP servers have bounded header timeouts, and a
+ * bound on the whole request that the server enforces on every request.
  */
 
 const PREFIX = '/maas/images/ephemeral-v3/stable/';
@@ -41,8 +41,9 @@ describe('slow clients', () => {
     // The bounds as configured: finite, so a held connection ends.
     expect(server.headersTimeout).toBeGreaterThan(0);
     expect(server.headersTimeout).toBeLessThanOrEqual(60_000);
-    expect(server.requestTimeout).toBeGreaterThan(0);
-    expect(server.requestTimeout).toBeLessThanOrEqual(300_000);
+    // The whole-request bound is enforced per request by the server (image uploads are bounded by progress instead).
+    expect(daemon.http.requestTimeout).toBeGreaterThan(0);
+    expect(daemon.http.requestTimeout).toBeLessThanOrEqual(300_000);
 
     let closed = 0;
     const open = (partial: string | undefined) =>
