@@ -672,3 +672,19 @@ export class UploadBusyError extends MirrorError {
     super('another image upload is running; the mirror takes one at a time: send this one again when it has finished');
   }
 }
+
+// Signals between a striped download's parts and the download itself: they never reach an operator
+// (the download falls back to one stream, or retries), so they carry no code.
+
+/** The server answered a Range request with the whole file: the download goes back to one stream. */
+export class RangeIgnored extends Error {}
+
+/** A part's answer was not the bytes asked for: nothing in the file can be trusted to fit with it. */
+export class BadPart extends Error {
+  constructor(
+    readonly url: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}

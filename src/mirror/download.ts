@@ -3,6 +3,7 @@ import {
   AbortedError,
   ChecksumError,
   DiskFullError,
+  RangeIgnored,
   SizeMismatchError,
   UpstreamHttpError,
   UpstreamNetworkError,
@@ -15,7 +16,7 @@ import { failing, type UpstreamClient } from './client.js';
 import type { HashPool, PooledHash } from './hash-pool.js';
 import type { RateLimiter } from './ratelimit.js';
 import { withRetries } from './retry.js';
-import { RangeIgnored, recoverStriped, shouldStripe, stripedTransfer } from './stripes.js';
+import { recoverStriped, shouldStripe, stripedTransfer } from './stripes.js';
 
 export interface DownloadRequest {
   readonly url: string;

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { open, readFile, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { AbortedError, ChecksumError, DiskFullError, SizeMismatchError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
+import { AbortedError, BadPart, ChecksumError, DiskFullError, RangeIgnored, SizeMismatchError, UpstreamHttpError, UpstreamNetworkError } from '../errors.js';
 import { rethrowDiskFull } from '../store/fsutil.js';
 import { failing } from './client.js';
 import { parseContentRange, type DownloadContext, type DownloadRequest } from './download.js';
@@ -33,8 +33,6 @@ const PART_BATCH = 256 * 1024;
 /** The smallest part asked for near the end of a file. */
 const MIN_PART = 64 * 1024;
 
-/** The server answered a Range request with the whole file: the download goes back to one stream. */
-export class RangeIgnored extends Error {}
 
 interface Part {
   readonly start: number;
@@ -342,15 +340,6 @@ class Striped {
   }
 }
 
-/** A part's answer was not the bytes asked for: nothing in the file can be trusted to fit with it. */
-class BadPart extends Error {
-  constructor(
-    readonly url: string,
-    readonly detail: string,
-  ) {
-    super(detail);
-  }
-}
 
 /**
  * Writes one part's body at its offset, in batches; counts a byte as
