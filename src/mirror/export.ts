@@ -165,9 +165,9 @@ async function exportItems(
   unreadable: ExportBlobUnreadableError[],
 ): Promise<ExportedFile[]> {
   const entries = Object.entries(manifestFiles).filter(([, f]) => f.held).sort(([a], [b]) => (a < b ? -1 : 1));
-  const todo = entries.filter(([, f]) => !sinceHeld?.has(f.sha256));
+  const toWrite = entries.filter(([, f]) => !sinceHeld?.has(f.sha256));
   opts.progress?.setPhase('download');
-  opts.progress?.plan(todo.length, todo.reduce((n, [, f]) => n + f.size, 0));
+  opts.progress?.plan(toWrite.length, toWrite.reduce((n, [, f]) => n + f.size, 0));
   const out: ExportedFile[] = [];
   for (const [path, f] of entries) {
     const safe = itemPaths.get(path) ?? path;
