@@ -41,10 +41,12 @@ export interface BenchHttpOptions {
   readonly log?: (line: string) => void;
 }
 
-const PREFIX = '/maas/images/ephemeral-v3/stable/';
-const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
-const META = 'streams/v1/index.sjson';
-const SNAPSHOT = '20261126T201500Z-b3c4d5';
+export const PREFIX = '/maas/images/ephemeral-v3/stable/';
+export const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
+/** A small item (bootloader-sized), written only when buildSnapshot is asked for one. */
+export const SMALL = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/boot-dtb.tar.xz';
+export const META = 'streams/v1/index.sjson';
+export const SNAPSHOT = '20261126T201500Z-b3c4d5';
 const run = promisify(execFile);
 
 export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]> {
@@ -158,7 +160,10 @@ export async function benchHttp(opts: BenchHttpOptions = {}): Promise<BenchRow[]
 
 // ---------------------------------------------------------------------------
 
-export async function buildSnapshot(dataDir: string, bigMB: number): Promise<void> {
+/** The snapshot's items by path, with their sha256 (what hash-prefix routes name). */
+export type Items = Record<string, { sha256: string; size: number }>;
+
+export async function buildSnapshot(dataDir: string, bigMB: number, smallKB?: number): Promise<Items> {
   const tree = join(dataDir, 'snapshots', SNAPSHOT);
   await mkdir(join(tree, 'streams/v1'), { recursive: true });
   // Random-ish and fully written: a 1 MiB random block, varied per MiB, so nothing compresses or is sparse.
@@ -178,6 +183,8 @@ export async function buildSnapshot(dataDir: string, bigMB: number): Promise<voi
   await rename(tmp, blob);
   await mkdir(dirname(join(tree, BIG)), { recursive: true });
   await link(blob, join(tree, BIG));
+  const items: Items = { [BIG]: { sha256: sha, size: bigMB * 1024 * 1024 } };
+  if (smallKB !== undefined) items[SMALL] = await writeItem(dataDir, tree, SMALL, randomBytes(smallKB * 1024));
 
   // A real-sized signed index (the live one is a few KB).
   const sample = await readFile(fileURLToPath(new URL('../test/fixtures/stable-index.json', import.meta.url)), 'utf8');
@@ -191,7 +198,7 @@ export async function buildSnapshot(dataDir: string, bigMB: number): Promise<voi
       id: SNAPSHOT,
       created: new Date().toISOString(),
       sources: {},
-      files: { [BIG]: { sha256: sha, size: bigMB * 1024 * 1024, source: 'bench', held: true } },
+      files: Object.fromEntries(Object.entries(items).map(([path, it]) => [path, { ...it, source: 'bench', held: true }])),
       bootloaders: [],
       contents: [],
       fingerprint: sha,
@@ -199,10 +206,22 @@ export async function buildSnapshot(dataDir: string, bigMB: number): Promise<voi
     }),
   );
   await symlink(join('snapshots', SNAPSHOT), join(dataDir, 'current'));
+  return items;
+}
+
+/** A blob in the store, linked into the tree at path. */
+async function writeItem(dataDir: string, tree: string, path: string, data: Buffer): Promise<{ sha256: string; size: number }> {
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const blob = join(dataDir, 'blobs', 'sha256', sha256.slice(0, 2), sha256);
+  await mkdir(dirname(blob), { recursive: true });
+  await writeFile(blob, data);
+  await mkdir(dirname(join(tree, path)), { recursive: true });
+  await link(blob, join(tree, path));
+  return { sha256, size: data.length };
 }
 
 /** This file in a child process (our server, or the floor responder); resolves with its port. */
-async function startOurs(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+export async function startOurs(args: string[]): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -222,16 +241,19 @@ function hasWrk(): boolean {
   return spawnSync('wrk', ['--version']).error === undefined;
 }
 
-function tool(): string {
+export function tool(): string {
   return hasWrk() ? 'wrk -t1' : 'undici Pool loop';
 }
 
-/** Requests/s: wrk when installed, else a keep-alive undici Pool loop. */
-async function metadataLoad(url: string, seconds: number, connections: number): Promise<{ rps: number; tool: string }> {
+/** Requests/s (only 2xx answers count): wrk when installed, else a keep-alive undici Pool loop. */
+export async function metadataLoad(url: string, seconds: number, connections: number): Promise<{ rps: number; tool: string }> {
   if (hasWrk()) {
     const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, url]);
     const m = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
     if (!m) throw new Error(`cannot read wrk's output:\n${stdout}`);
+    // A route that answers errors fast would otherwise look like a fast route.
+    const failed = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
+    if (failed) throw new Error(`${failed[1]} answers to ${url} were not 2xx:\n${stdout}`);
     return { rps: Number(m[1]), tool: 'wrk -t1' };
   }
   const u = new URL(url);
@@ -252,7 +274,7 @@ async function metadataLoad(url: string, seconds: number, connections: number): 
 }
 
 /** Aggregate MB/s of n concurrent curl downloads (each cut at maxTime seconds when given). */
-async function curlAll(url: string, n: number, maxTime?: number): Promise<number> {
+export async function curlAll(url: string, n: number, maxTime?: number): Promise<number> {
   const started = performance.now();
   const sizes = await Promise.all(
     Array.from({ length: n }, async () => {

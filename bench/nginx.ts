@@ -24,9 +24,17 @@ export interface NginxOptions {
   readonly location?: string;
   /** Write an access log, as a production server would (default off). */
   readonly accessLog?: boolean;
+  /**
+   * A server block (given the port to listen on) used instead of the plain one
+   * that serves `root`: e.g. what `maas-mirror nginx-config` prints.
+   */
+  readonly site?: (port: number) => Promise<string>;
 }
 
-/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; one worker. */
+/** worker_processes of every nginx the benchmarks start, so they compare alike. */
+export const NGINX_WORKERS = 1;
+
+/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; NGINX_WORKERS workers. */
 export async function startNginx(root: string, workDir: string, options: NginxOptions = {}): Promise<Nginx> {
   const location = options.location ?? '/';
   if (!existsSync('/usr/sbin/nginx')) {
@@ -35,11 +43,17 @@ export async function startNginx(root: string, workDir: string, options: NginxOp
   const port = await freePort();
   await mkdir(join(workDir, 'nginx'), { recursive: true });
   const conf = join(workDir, 'nginx', 'nginx.conf');
+  const site = options.site
+    ? await options.site(port)
+    : `server {
+    listen 127.0.0.1:${port};
+    location ${location} { alias ${root}/; }
+  }`;
   await writeFile(
     conf,
     `daemon off;
 ${process.getuid?.() === 0 ? 'user root;' : ''}
-worker_processes 1;
+worker_processes ${NGINX_WORKERS};
 pid ${join(workDir, 'nginx', 'nginx.pid')};
 error_log ${join(workDir, 'nginx', 'error.log')} warn;
 events { worker_connections 4096; }
@@ -55,10 +69,7 @@ http {
   fastcgi_temp_path ${join(workDir, 'nginx')};
   uwsgi_temp_path ${join(workDir, 'nginx')};
   scgi_temp_path ${join(workDir, 'nginx')};
-  server {
-    listen 127.0.0.1:${port};
-    location ${location} { alias ${root}/; }
-  }
+  ${site}
 }
 `,
   );

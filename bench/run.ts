@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { benchFront } from './front.js';
 import { benchHttp } from './http.js';
 import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
 import { machine, removeCompiled, table, type BenchRow } from './lib.js';
@@ -20,12 +21,13 @@ const log = (l: string) => process.stderr.write(`${l}\n`);
 const groups: Record<string, () => Promise<BenchRow[]>> = {
   sync: () => benchSync({ log }),
   http: () => benchHttp({ log }),
+  front: () => benchFront({ log }),
   tftp: () => benchTftp({ log }),
   lan: () => benchLan({ log }),
   scale: () => benchScale(undefined, log),
   wan: () => benchWan({ log }),
 };
-const BASELINES: Record<string, string> = { http: 'nginx', tftp: 'tftpd-hpa', lan: 'tftpd-hpa' };
+const BASELINES: Record<string, string> = { http: 'nginx', front: 'nginx', tftp: 'tftpd-hpa', lan: 'tftpd-hpa' };
 const wanted = process.argv.slice(2).filter((a) => a in groups);
 const rows: BenchRow[] = [];
 const started = new Date();
