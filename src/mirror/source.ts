@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import PQueue from 'p-queue';
 import type { SourceConfig } from '../config/load.js';
 import { DowngradeError, MetadataError } from '../errors.js';
 import { fingerprints, loadKeyring } from '../pgp/keyring.js';
@@ -12,6 +13,9 @@ import type { UpstreamClient } from './client.js';
 import { isFolderSource, readFolderDocument } from './folder.js';
 import { fetchDocument, type FetchDocumentOptions, type FetchedDocument } from './metadata.js';
 import { joinUrl } from './url.js';
+
+/** Products files fetched (and verified) at once. */
+const DOCUMENTS_AT_ONCE = 4;
 
 export interface SourceContent {
   readonly contentId: string;
@@ -128,16 +132,24 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
   const index = parseIndex(await read(indexPath), indexUrl);
   checkDate(indexPath, index.updated);
 
-  const contents: SourceContent[] = [];
-  for (const [contentId, entry] of Object.entries(index.index)) {
+  const entries = Object.entries(index.index).filter(([contentId, entry]) => {
     // sstream-mirror never follows an entry without a format; nor do we.
-    if (entry.format !== 'products:1.0') continue;
-    if (source.contentIds && !source.contentIds.some((re) => re.test(contentId))) continue;
+    if (entry.format !== 'products:1.0') return false;
+    if (source.contentIds && !source.contentIds.some((re) => re.test(contentId))) return false;
     assertSafeItemPath(entry.path, `${indexUrl} entry ${contentId}`);
     if (source.verify && !entry.path.endsWith('.sjson')) {
       throw new MetadataError(indexUrl, `signed index entry ${contentId} points to ${entry.path}, which is not a signed .sjson file`);
     }
-    const docText = await read(entry.path);
+    return true;
+  });
+  // Each document costs a round trip: on a long path, fetching them one after another is most of a no-op sync.
+  const queue = new PQueue({ concurrency: DOCUMENTS_AT_ONCE });
+  const texts = entries.map(([, entry]) => queue.add(() => read(entry.path)));
+  // Failures are reported in index order, whichever document failed first.
+  await Promise.allSettled(texts);
+  const contents: SourceContent[] = [];
+  for (const [i, [contentId, entry]] of entries.entries()) {
+    const docText = await texts[i]!;
     const url = joinUrl(source.url, entry.path);
     const doc = parseProducts(docText, url);
     if (doc.content_id !== contentId) {

@@ -121,8 +121,8 @@ beforeAll(async () => {
   serve = lab.spawn(process.execPath, [BIN, 'serve', '--config', config], join(dir, 'serve.log'), env);
   await waitReady(`http://${lab.address}:8080/readyz`);
   lab.startDhcp();
-  // MM_BOOT_PCAP=FILE records the HTTP traffic on the lab's bridge (tcpdump), to look at a failed boot.
-  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '600', '-w', process.env.MM_BOOT_PCAP, 'tcp port 8080'], join(dir, 'tcpdump.log'));
+  // MM_BOOT_PCAP=FILE records the HTTP and TFTP traffic on the lab's bridge (tcpdump), to look at a failed boot.
+  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '600', '-w', process.env.MM_BOOT_PCAP, 'tcp port 8080 or (udp and not port 67 and not port 68)'], join(dir, 'tcpdump.log'));
   kvm = kvm && (await lab.firmwareRunsUnderKvm(taps[0]!));
   process.stdout.write(`firmware boot suite: qemu with ${kvm ? 'KVM' : 'TCG (no usable KVM for firmware here)'}\n`);
 }, 180_000);
