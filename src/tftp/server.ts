@@ -61,6 +61,8 @@ export interface TransferEndEvent {
   readonly bytes: number;
   readonly durationMs: number;
   readonly retransmits: number;
+  /** The worker thread that ran it (tftp.workers); undefined when it ran in the server's thread or never started. */
+  readonly worker?: number;
 }
 
 export interface TftpServerEvents {
@@ -70,6 +72,8 @@ export interface TftpServerEvents {
 /** What the slot needs of a running transfer, in this thread (ReadTransfer) or in a worker. */
 interface TransferHandle {
   readonly acknowledged: boolean;
+  /** Its worker thread, when it runs in one. */
+  readonly worker?: number;
   evict(): void;
   abort(message: string, result: TransferResult): void;
 }
@@ -412,7 +416,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     const mine = this.byClient.get(slot.client.address);
     mine?.delete(slot);
     if (mine?.size === 0) this.byClient.delete(slot.client.address);
-    this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits);
+    this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits, slot.transfer?.worker);
   }
 
   private emitEnd(
@@ -422,9 +426,11 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     started: number,
     bytes = 0,
     retransmits = 0,
+    worker?: number,
   ): void {
+    const durationMs = performance.now() - started;
     try {
-      this.emit('transferEnd', { result, file, client, bytes, durationMs: performance.now() - started, retransmits });
+      this.emit('transferEnd', worker === undefined ? { result, file, client, bytes, durationMs, retransmits } : { result, file, client, bytes, durationMs, retransmits, worker });
     } catch (err) {
       // A metrics listener that throws must not take a transfer down with it.
       this.opts.logger.error({ err }, 'TFTP transferEnd listener threw');
