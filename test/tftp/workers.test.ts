@@ -136,7 +136,7 @@ describe('tftp.workers: 2', () => {
     await stall(p, s.port);
     const running = tftpGet({ host: '127.0.0.1', port: s.port, file: 'item.bin', blksize: 1468 });
     await until(() => s.server.activeTransfers === 2);
-    await s.server.stop({ deadlineMs: 1500 });
+    await s.server.stop({ deadlineMs: 4000 });
     expect((await running).sha256).toBe(sha256(files['item.bin']));
     // Resends of DATA 2 came first; the transfer's last word is the ERROR.
     const heard = (await p.drain(300)).map((r) => r.packet);
