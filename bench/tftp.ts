@@ -2,12 +2,13 @@
  * TFTP throughput: our server against Debian's tftpd-hpa (in.tftpd) serving
  * the same files on loopback in the same run, measured with the same client.
  *
- *   npx tsx bench/tftp.ts [--size-mb 64] [--concurrent 100] [--no-pin]
+ *   npx tsx bench/tftp.ts [--size-mb 64] [--concurrent 100] [--no-pin] [--multicore-only]
  *
  * The client is atftp (C), so the figures are the servers', not a slow
  * client's. Our server runs in its own process, like in.tftpd. tftpd-hpa has
  * no windowsize (RFC 7440); windowed rows are compared with its best
- * lock-step figure.
+ * lock-step figure. The all-core rows run a second pair unpinned: ours with
+ * the default tftp.workers, in.tftpd forking a process per transfer.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,7 +20,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tftpGet } from '../src/tftp/client.js';
-import { TftpServer, openFromDirectory } from '../src/tftp/index.js';
+import { defaultTftpWorkers } from '../src/config/schema.js';
+import { FILES_MODULE, TftpServer, openFromDirectory } from '../src/tftp/index.js';
 import { bestOf, type BenchRow } from './lib.js';
 
 export type { BenchRow } from './lib.js';
@@ -40,6 +42,8 @@ export interface BenchTftpOptions {
   pin?: boolean;
   /** Runs per single-client figure, the best one kept; default 3 (aggregate: one fewer). */
   repeats?: number;
+  /** Only the all-core aggregate rows (a quick check that they work). */
+  multicoreOnly?: boolean;
   log?: (line: string) => void;
 }
 
@@ -93,74 +97,107 @@ export async function benchTftp(opts: BenchTftpOptions = {}): Promise<BenchRow[]
     };
 
     const rows: BenchRow[] = [];
-    const row = (name: string, value: number, baseline: number, note: string, target?: number) => {
-      note += pin ? `; ${PINNING}` : '; not pinned';
+    const row = (name: string, value: number, baseline: number, note: string, target?: number, unpinned = false) => {
+      note += pin && !unpinned ? `; ${PINNING}` : '; not pinned';
       const ratio = round(value / baseline);
       const goal = target === undefined ? {} : { target: `≥ ${target}`, pass: ratio >= target };
       rows.push({ group: 'tftp', name, value: round(value), unit: 'MiB/s', baseline: round(baseline), ratio, note, ...goal });
       log(`${name}: ${round(value)} MiB/s vs tftpd-hpa ${round(baseline)} (x${round(value / baseline)})`);
     };
 
-    const hpaSingle: number[] = [];
-    for (const [label, options] of [
-      ['blksize 512 (no options)', []],
-      ['blksize 1468', ['blksize 1468']],
-      ['blksize 8192', ['blksize 8192']],
-    ] as const) {
-      const contenders = [single(hpa, [...options]), single(ours, [...options])];
-      if (options.length === 0) contenders.push(single(floorPort, []));
-      const [h = 0, m = 0, f] = await bestOf(contenders, repeats);
-      hpaSingle.push(h);
-      row(`1 client, ${sizeMb} MiB, ${label}`, m, h, `same options on both; client: ${CLIENT}`, 1);
-      if (f !== undefined) {
-        row(
-          `1 client, ${sizeMb} MiB, blksize 512: node:dgram floor (reference, not our server)`,
-          f,
-          h,
-          'a 30-line Node responder without any checks: what the runtime allows in lock-step on this host',
-        );
-      }
-    }
-    // tftpd-hpa has no windowsize (RFC 7440): each windowed row is compared with it at the same blksize.
-    const windowed = [
-      ['blksize 512 windowsize 16', ['windowsize 16'], 0],
-      ['blksize 1468 windowsize 16', ['blksize 1468', 'windowsize 16'], 1],
-      ['blksize 8192 windowsize 8', ['blksize 8192', 'windowsize 8'], 2],
-    ] as const;
-    const busy: number[] = [];
-    const wins = await bestOf(
-      windowed.map(([, options], i) => async () => {
-        const before = cpuMs(oursPid);
-        const t0 = performance.now();
-        const rate = await single(ours, [...options])();
-        busy[i] = Math.max(busy[i] ?? 0, (cpuMs(oursPid) - before) / (performance.now() - t0));
-        return rate;
-      }),
-      repeats,
-    );
-    windowed.forEach(([label, , base], i) =>
-      row(
-        `1 client, ${sizeMb} MiB, ${label}`,
-        wins[i] ?? 0,
-        hpaSingle[base] ?? 0,
-        `baseline: tftpd-hpa at the same blksize, lock-step (it has no windowsize); our server was busy ${Math.round((busy[i] ?? 0) * 100)}% of the transfer, the client the rest; client: ${CLIENT}`,
-        3,
-      ),
-    );
-
-    const [hpaAgg = 0, oursAgg = 0, oursAggWin = 0] = await bestOf(
-      [aggregate(hpa, ['blksize 1468']), aggregate(ours, ['blksize 1468']), aggregate(ours, ['blksize 1468', 'windowsize 16'])],
-      Math.max(1, repeats - 1),
-    );
-    row(`${concurrent} clients x ${concurrentSizeMb} MiB, blksize 1468`, oursAgg, hpaAgg, `aggregate; client: ${CLIENT}`, 1);
-    row(
-      `${concurrent} clients x ${concurrentSizeMb} MiB, blksize 1468 windowsize 16`,
-      oursAggWin,
-      hpaAgg,
-      `aggregate; baseline: tftpd-hpa at blksize 1468 (no windowsize); client: ${CLIENT}`,
-      3,
-    );
+    if (!opts.multicoreOnly) await singleThreadRows();
+    await allCoreRows();
     return rows;
+
+    /** The single-thread rows: servers pinned to one CPU, clients to the other. */
+    async function singleThreadRows(): Promise<void> {
+      const hpaSingle: number[] = [];
+      for (const [label, options] of [
+        ['blksize 512 (no options)', []],
+        ['blksize 1468', ['blksize 1468']],
+        ['blksize 8192', ['blksize 8192']],
+      ] as const) {
+        const contenders = [single(hpa, [...options]), single(ours, [...options])];
+        if (options.length === 0) contenders.push(single(floorPort, []));
+        const [h = 0, m = 0, f] = await bestOf(contenders, repeats);
+        hpaSingle.push(h);
+        row(`1 client, ${sizeMb} MiB, ${label}`, m, h, `same options on both; client: ${CLIENT}`, 1);
+        if (f !== undefined) {
+          row(
+            `1 client, ${sizeMb} MiB, blksize 512: node:dgram floor (reference, not our server)`,
+            f,
+            h,
+            'a 30-line Node responder without any checks: what the runtime allows in lock-step on this host',
+          );
+        }
+      }
+      // tftpd-hpa has no windowsize (RFC 7440): each windowed row is compared with it at the same blksize.
+      const windowed = [
+        ['blksize 512 windowsize 16', ['windowsize 16'], 0],
+        ['blksize 1468 windowsize 16', ['blksize 1468', 'windowsize 16'], 1],
+        ['blksize 8192 windowsize 8', ['blksize 8192', 'windowsize 8'], 2],
+      ] as const;
+      const busy: number[] = [];
+      const wins = await bestOf(
+        windowed.map(([, options], i) => async () => {
+          const before = cpuMs(oursPid);
+          const t0 = performance.now();
+          const rate = await single(ours, [...options])();
+          busy[i] = Math.max(busy[i] ?? 0, (cpuMs(oursPid) - before) / (performance.now() - t0));
+          return rate;
+        }),
+        repeats,
+      );
+      windowed.forEach(([label, , base], i) =>
+        row(
+          `1 client, ${sizeMb} MiB, ${label}`,
+          wins[i] ?? 0,
+          hpaSingle[base] ?? 0,
+          `baseline: tftpd-hpa at the same blksize, lock-step (it has no windowsize); our server was busy ${Math.round((busy[i] ?? 0) * 100)}% of the transfer, the client the rest; client: ${CLIENT}`,
+          3,
+        ),
+      );
+
+      const [hpaAgg = 0, oursAgg = 0, oursAggWin = 0] = await bestOf(
+        [aggregate(hpa, ['blksize 1468']), aggregate(ours, ['blksize 1468']), aggregate(ours, ['blksize 1468', 'windowsize 16'])],
+        Math.max(1, repeats - 1),
+      );
+      row(`${concurrent} clients x ${concurrentSizeMb} MiB, blksize 1468`, oursAgg, hpaAgg, `aggregate; client: ${CLIENT}`, 1);
+      row(
+        `${concurrent} clients x ${concurrentSizeMb} MiB, blksize 1468 windowsize 16`,
+        oursAggWin,
+        hpaAgg,
+        `aggregate; baseline: tftpd-hpa at blksize 1468 (no windowsize); client: ${CLIENT}`,
+        3,
+      );
+    }
+
+    /** The issue's multi-core targets: both servers free to use every core, clients too, in turns. */
+    async function allCoreRows(): Promise<void> {
+      const workers = defaultTftpWorkers();
+      const oursAll = await startOurs(dir, children, '--serve', { unpinned: true, workers });
+      const hpaAll = await startTftpdHpa(dir, children, { unpinned: true });
+      const free = (port: number, options: string[]) => async () => {
+        const t0 = performance.now();
+        await Promise.all(Array.from({ length: concurrent }, () => atftp(port, 'conc.bin', options, '/dev/null', true)));
+        return (concurrent * concurrentSizeMb) / ((performance.now() - t0) / 1000);
+      };
+      const [h = 0, m = 0, w = 0] = await bestOf(
+        [free(hpaAll, ['blksize 1468']), free(oursAll, ['blksize 1468']), free(oursAll, ['blksize 1468', 'windowsize 16'])],
+        Math.max(1, repeats - 1),
+      );
+      const label = `${concurrent} clients x ${concurrentSizeMb} MiB, blksize 1468`;
+      const who = `ours with tftp.workers ${workers}, tftpd-hpa forking per transfer, both on all ${availableParallelism()} cores`;
+      row(`${label}, all cores`, m, h, `aggregate; ${who}; client: ${CLIENT}`, 1, true);
+      row(
+        `${label} windowsize 16, all cores`,
+        w,
+        h,
+        `aggregate; ${who}; baseline: tftpd-hpa at blksize 1468 (no windowsize); client: ${CLIENT}`,
+        3,
+        true,
+      );
+    }
   } finally {
     for (const child of children) child.kill('SIGTERM');
     await rm(dir, { recursive: true, force: true });
@@ -204,11 +241,12 @@ function hasTaskset(): boolean {
 }
 
 /** Runs one atftp get; resolves with its wall time in ms, rejects on failure. */
-function atftp(port: number, file: string, options: string[], out: string): Promise<number> {
+function atftp(port: number, file: string, options: string[], out: string, unpinned = false): Promise<number> {
   const t0 = performance.now();
+  const args = [...options.flatMap((o) => ['--option', o]), '--get', '-r', file, '-l', out, '127.0.0.1', String(port)];
   return new Promise((resolve, reject) => {
     execFile(
-      ...pinned(1, 'atftp', [...options.flatMap((o) => ['--option', o]), '--get', '-r', file, '-l', out, '127.0.0.1', String(port)]),
+      ...(unpinned ? (['atftp', args] as [string, string[]]) : pinned(1, 'atftp', args)),
       { timeout: 120_000 },
       (err, _stdout, stderr) => {
         if (err) reject(new Error(`atftp ${options.join(', ')} from port ${port} failed: ${err.message} ${stderr}`));
@@ -229,8 +267,14 @@ export function ensureAtftp(): void {
 const round = (n: number) => Math.round(n * 100) / 100;
 
 /** Our server (or the floor responder) in its own process: this file with --serve; resolves with its port. */
-export async function startOurs(dir: string, children: ChildProcess[], mode: '--serve' | '--floor' = '--serve'): Promise<number> {
-  const child = spawn(...pinned(0, process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), mode, dir]), {
+export async function startOurs(
+  dir: string,
+  children: ChildProcess[],
+  mode: '--serve' | '--floor' = '--serve',
+  o: { unpinned?: boolean; workers?: number } = {},
+): Promise<number> {
+  const args = ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), mode, dir, ...(o.workers ? ['--workers', String(o.workers)] : [])];
+  const child = spawn(...(o.unpinned ? ([process.execPath, args] as [string, string[]]) : pinned(0, process.execPath, args)), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
@@ -242,7 +286,7 @@ export async function startOurs(dir: string, children: ChildProcess[], mode: '--
   throw new Error('our TFTP server process exited before listening');
 }
 
-export async function startTftpdHpa(dir: string, children: ChildProcess[]): Promise<number> {
+export async function startTftpdHpa(dir: string, children: ChildProcess[], o: { unpinned?: boolean } = {}): Promise<number> {
   const binary = '/usr/sbin/in.tftpd';
   try {
     execFileSync(binary, ['-V'], { stdio: 'ignore' });
@@ -251,7 +295,8 @@ export async function startTftpdHpa(dir: string, children: ChildProcess[]): Prom
   }
   const port = await freeUdpPort();
   // --secure chroots into dir (needs root); --blocksize lets clients get the 8192 we also allow.
-  const child = spawn(...pinned(0, binary, ['--foreground', '--address', `127.0.0.1:${port}`, '--secure', '--blocksize', '65464', dir]), {
+  const args = ['--foreground', '--address', `127.0.0.1:${port}`, '--secure', '--blocksize', '65464', dir];
+  const child = spawn(...(o.unpinned ? ([binary, args] as [string, string[]]) : pinned(0, binary, args)), {
     stdio: 'ignore',
   });
   children.push(child);
@@ -274,8 +319,13 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-async function serve(dir: string): Promise<void> {
-  const server = new TftpServer({ listen: [{ host: '127.0.0.1', port: 0 }], open: openFromDirectory(dir), maxTransfersPerClient: 1000 });
+async function serve(dir: string, workers: number): Promise<void> {
+  const server = new TftpServer({
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    open: openFromDirectory(dir),
+    maxTransfersPerClient: 1000,
+    workers: { count: workers, opener: { module: FILES_MODULE, name: 'directoryWorkerOpener', data: dir } },
+  });
   const [bound] = await server.start();
   process.stdout.write(`port ${bound!.port}\n`);
   process.on('SIGTERM', () => void server.stop({ deadlineMs: 0 }).then(() => process.exit(0)));
@@ -326,7 +376,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const serveDir = arg('--serve');
   const floorDir = arg('--floor');
   if (serveDir) {
-    await serve(serveDir);
+    await serve(serveDir, Number(arg('--workers') ?? 1));
   } else if (floorDir) {
     await floor(floorDir);
   } else {
@@ -334,6 +384,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       sizeMb: Number(arg('--size-mb') ?? 64),
       concurrent: Number(arg('--concurrent') ?? 100),
       pin: !process.argv.includes('--no-pin'),
+      multicoreOnly: process.argv.includes('--multicore-only'),
       log: (line) => console.error(line),
     });
     console.table(rows.map(({ group: _g, ...r }) => r));

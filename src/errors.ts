@@ -688,3 +688,19 @@ export class BadPart extends Error {
     super(detail);
   }
 }
+
+/** A TFTP worker thread (tftp.workers) could not start. */
+export class TftpWorkerError extends MirrorError {
+  readonly code = 'MM_TFTP_WORKER';
+  constructor(
+    readonly worker: number,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `TFTP worker thread ${worker} could not start: ${reason}; ` +
+        'check that the installation is complete (the worker loads dist/tftp/worker.js), or set tftp.workers: 1 to serve TFTP from the main thread',
+      options,
+    );
+  }
+}

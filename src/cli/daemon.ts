@@ -17,7 +17,7 @@ import { readManifest } from '../store/manifest.js';
 import { Resolver } from '../store/resolver.js';
 import { currentSnapshotId } from '../store/snapshots.js';
 import { TftpServer, forwardingOpener } from '../tftp/index.js';
-import { namespaceOpener } from './tftp-open.js';
+import { namespaceOpener, STORE_OPENER_MODULE, storeOpenerData } from './tftp-open.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -56,7 +56,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new BlobStore(layout);
   const namespace = new Resolver({ layout, logger, bootFiles: () => bootFilesConfig(config) });
   // Created after ops (which needs the publish hook), used by that hook.
-  const late: { http?: HttpServerHandle; repair?: Promise<void> } = {};
+  const late: { http?: HttpServerHandle; tftp?: TftpServer; repair?: Promise<void> } = {};
   const ops = createOps({
     config: () => config,
     logger,
@@ -66,6 +66,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     onPublished: () => {
       namespace.invalidate();
       late.http?.invalidate();
+      late.tftp?.invalidate();
     },
   });
   const pull = new PullThroughService({
@@ -113,10 +114,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       firstAckTimeoutMs: config.tftp.firstAckTimeout,
       firstAckResends: config.tftp.firstAckResends,
       logger: tftpLogger,
+      // Worker threads build the same opener from plain data: functions cannot cross threads.
+      workers: { count: config.tftp.workers, opener: { module: STORE_OPENER_MODULE, name: 'storeWorkerOpener', data: storeOpenerData(config) } },
     });
     try {
       tftpAddresses = await tftp.start();
       ops.observeTftp(tftp);
+      late.tftp = tftp;
     } catch (err) {
       // Port 69 needs a capability: say how to fix it, and keep serving HTTP.
       logger.error({ code: isMirrorError(err) ? err.code : undefined }, `TFTP is off: ${(err as Error).message}`);
@@ -152,6 +156,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }
       config = next;
       ops.reload();
+      // The main thread's Resolver reads boot.files through `config`; the workers are told.
+      tftp?.invalidate(storeOpenerData(next));
       logger.info({ file }, 'configuration reloaded; listen addresses change only on restart');
       return true;
     },

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { checkFiles, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from './load.js';
+import { DEFAULT_TFTP_WORKERS_CAP } from './schema.js';
 
 function issuesOf(text: string) {
   try {
@@ -173,6 +174,13 @@ describe('TFTP first-ACK budget and boot.forward', () => {
       firstAckResends: 0,
     });
     expect(issuesOf(`${base}tftp: {firstAckTimeout: 5m}`)).toEqual([{ path: 'tftp.firstAckTimeout', message: expect.stringMatching(/at most 60s/) }]);
+  });
+
+  it('defaults tftp.workers to the cores, at most DEFAULT_TFTP_WORKERS_CAP, and takes 1 to 64', () => {
+    expect(parseConfig(base, '/c.yaml', {}).tftp.workers).toBe(Math.min(DEFAULT_TFTP_WORKERS_CAP, availableParallelism()));
+    expect(parseConfig(`${base}tftp: {workers: 1}`, '/c.yaml', {}).tftp.workers).toBe(1);
+    expect(parseConfig(`${base}tftp: {workers: 64}`, '/c.yaml', {}).tftp.workers).toBe(64);
+    for (const bad of ['0', '65', '1.5']) expect(issuesOf(`${base}tftp: {workers: ${bad}}`)[0]!.path).toBe('tftp.workers');
   });
 
   it('reads boot.forward as host, host:port or [v6]:port, port 69 when left out', () => {

@@ -67,6 +67,8 @@ export interface Config {
     readonly maxTransfersPerClient: number;
     readonly firstAckTimeout: number;
     readonly firstAckResends: number;
+    /** Threads that run transfers; 1: all in the main thread. */
+    readonly workers: number;
   };
   readonly schedule: { readonly onStart: boolean; readonly interval: number; readonly jitter: number; readonly retry: number };
   readonly boot: { readonly forward: { readonly host: string; readonly port: number } | undefined; readonly files: string | undefined };

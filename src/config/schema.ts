@@ -1,7 +1,16 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseFilter } from '../simplestreams/filter.js';
+
+/** tftp.workers defaults to the number of cores, up to this: beyond it the listening thread is the limit. */
+export const DEFAULT_TFTP_WORKERS_CAP = 8;
+/** Each worker is a thread with its own heap: an explicit budget. */
+export const MAX_TFTP_WORKERS = 64;
+
+export function defaultTftpWorkers(): number {
+  return Math.max(1, Math.min(DEFAULT_TFTP_WORKERS_CAP, availableParallelism()));
+}
 
 const duration = (fallback: string) =>
   z
@@ -185,6 +194,8 @@ export const configSchema = z
         firstAckTimeout: duration('3s').pipe(z.number().min(100, 'must be at least 100ms').max(60_000, 'must be at most 60s')),
         /** Resends before the first ACK: an unanswered request draws 1 + this many packets. */
         firstAckResends: z.number().int().min(0).max(10).default(2),
+        /** Threads that run transfers (the main one only takes requests); 1: all in the main thread. */
+        workers: z.number().int().min(1).max(MAX_TFTP_WORKERS).default(defaultTftpWorkers),
       })
       .prefault({}),
     boot: z

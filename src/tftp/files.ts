@@ -3,6 +3,7 @@ import { open as openFile, realpath } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { errnoOf } from '../errors.js';
 import { TftpAccessError } from './errors.js';
+import type { WorkerOpener } from './worker-messages.js';
 
 /** An open file being served. `size` is fixed at open: it is what tsize announces. */
 export interface TftpFile {
@@ -78,6 +79,22 @@ export function openFromDirectory(root: string): TftpOpen {
       throw err;
     }
   };
+}
+
+/** This module, for a worker thread to import (tftp.workers): .ts under tsx, .js when built. */
+export const FILES_MODULE = import.meta.url;
+
+/** openFromDirectory for a worker thread; `root` is the directory, reload() may give a new one. */
+export function directoryWorkerOpener(root: unknown): WorkerOpener {
+  let current = String(root);
+  const opener: WorkerOpener = {
+    open: openFromDirectory(current),
+    reload(data) {
+      if (data !== undefined) current = String(data);
+      opener.open = openFromDirectory(current);
+    },
+  };
+  return opener;
 }
 
 function isMissing(err: unknown): boolean {

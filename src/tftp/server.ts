@@ -2,13 +2,15 @@ import type { RemoteInfo, Socket, SocketType } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { silentLogger, type Logger } from '../log.js';
-import { TftpAccessError, TftpBindError, formatAddress } from './errors.js';
-import type { TftpClient, TftpFile, TftpOpen } from './files.js';
+import { TftpBindError, formatAddress } from './errors.js';
+import type { TftpClient, TftpOpen } from './files.js';
 import { cleanName } from './names.js';
-import { negotiate } from './options.js';
 import { ErrorCode, decodePacket, encodeError, type Request } from './packet.js';
-import { MIN_RTO_MS, ReadTransfer, type TransferResult } from './transfer.js';
-import { bindSocket, connectSocket, createUdpSocket } from './udp.js';
+import { closeQuietly, serveRequest } from './serve-request.js';
+import { MIN_RTO_MS, type TransferResult } from './transfer.js';
+import { bindSocket, createUdpSocket } from './udp.js';
+import type { TftpWorkerOpener } from './worker-messages.js';
+import { WorkerPool, type WorkerJob } from './worker-pool.js';
 
 export interface TftpListen {
   /** IPv4 or IPv6 literal; "[::1]" is accepted too. */
@@ -42,6 +44,12 @@ export interface TftpServerOptions {
   /** Floor of the adaptive retransmission timeout; default MIN_RTO_MS (50). */
   readonly minRtoMs?: number;
   readonly logger?: Logger;
+  /**
+   * Transfers run in this many worker threads (tftp.workers), each opening
+   * files with its own opener (`open` is then not used); admission stays
+   * here. Absent or count 1: everything runs in this thread.
+   */
+  readonly workers?: { readonly count: number; readonly opener: TftpWorkerOpener };
 }
 
 export interface TransferEndEvent {
@@ -53,10 +61,21 @@ export interface TransferEndEvent {
   readonly bytes: number;
   readonly durationMs: number;
   readonly retransmits: number;
+  /** The worker thread that ran it (tftp.workers); undefined when it ran in the server's thread or never started. */
+  readonly worker?: number;
 }
 
 export interface TftpServerEvents {
   transferEnd: [TransferEndEvent];
+}
+
+/** What the slot needs of a running transfer, in this thread (ReadTransfer) or in a worker. */
+interface TransferHandle {
+  readonly acknowledged: boolean;
+  /** Its worker thread, when it runs in one. */
+  readonly worker?: number;
+  evict(): void;
+  abort(message: string, result: TransferResult): void;
 }
 
 /** One admitted request, from RRQ until its end; counts against the limits the whole time. */
@@ -64,7 +83,8 @@ interface Slot {
   readonly client: TftpClient;
   readonly started: number;
   file: string | undefined;
-  transfer: ReadTransfer | undefined;
+  /** The running transfer, in this thread or in a worker. */
+  transfer: TransferHandle | undefined;
   /** Set when stop() or an eviction gave up on it while its file was still being opened. */
   cancelled: boolean;
   /** Aborts the open (a relayed read from another server) when the slot is given up. */
@@ -80,7 +100,9 @@ const BUSY_LOG_INTERVAL_MS = 10_000;
  * socket handler: a packet can end at most its own transfer.
  */
 export class TftpServer extends EventEmitter<TftpServerEvents> {
-  private readonly opts: Required<TftpServerOptions>;
+  private readonly opts: Required<Omit<TftpServerOptions, 'workers'>>;
+  private readonly workers: TftpServerOptions['workers'];
+  private pool: WorkerPool | undefined;
   private readonly sockets: { socket: Socket; host: string; type: SocketType }[] = [];
   private readonly slots = new Set<Slot>();
   /** Each client address's slots, oldest first. */
@@ -106,6 +128,21 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       minRtoMs: options.minRtoMs ?? MIN_RTO_MS,
       logger: options.logger ?? silentLogger(),
     };
+    this.workers = options.workers && options.workers.count > 1 ? options.workers : undefined;
+  }
+
+  /** Transfers running in each worker thread; empty when transfers run in this thread. */
+  get workerLoad(): number[] {
+    return this.pool?.load ?? [];
+  }
+
+  /**
+   * Worker threads drop their openers' caches (a publish), and take new
+   * opener data if given (a reloaded configuration). Without workers there is
+   * nothing to do: the opener is the caller's own.
+   */
+  invalidate(openerData?: unknown): void {
+    this.pool?.reload(openerData);
   }
 
   /** Requests admitted and not yet finished, including those still opening their file. */
@@ -121,6 +158,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   /** Binds every listen address; on any failure none stays bound. */
   async start(): Promise<TftpListen[]> {
     if (this.sockets.length > 0) throw new Error('TFTP server already started');
+    if (this.workers) await this.startWorkers(this.workers);
     const bound: TftpListen[] = [];
     try {
       for (const l of this.opts.listen) {
@@ -144,10 +182,37 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       }
     } catch (err) {
       for (const { socket } of this.sockets.splice(0)) closeQuietly(socket);
+      await this.pool?.stop();
+      this.pool = undefined;
       throw err;
     }
-    this.opts.logger.info({ listen: bound.map((b) => formatAddress(b.host, b.port)) }, 'TFTP server listening');
+    this.opts.logger.info(
+      { listen: bound.map((b) => formatAddress(b.host, b.port)), workers: this.workers?.count ?? 1 },
+      'TFTP server listening',
+    );
     return bound;
+  }
+
+  private async startWorkers(workers: NonNullable<TftpServerOptions['workers']>): Promise<void> {
+    const pool = new WorkerPool({
+      count: workers.count,
+      opener: workers.opener,
+      settings: {
+        maxBlksize: this.opts.maxBlksize,
+        maxWindowsize: this.opts.maxWindowsize,
+        timeoutMs: this.opts.timeoutMs,
+        retries: this.opts.retries,
+        firstAckTimeoutMs: this.opts.firstAckTimeoutMs,
+        firstAckResends: this.opts.firstAckResends,
+        minRtoMs: this.opts.minRtoMs,
+      },
+      logger: this.opts.logger,
+      onSent: (bytes) => {
+        this.sent += bytes;
+      },
+    });
+    await pool.start();
+    this.pool = pool;
   }
 
   /**
@@ -168,6 +233,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         this.cancel(slot, 'shutdown');
       }
     }
+    // Workers report the ends of what was just aborted, then their threads end.
+    await this.pool?.stop();
   }
 
   private onRequest(msg: Buffer, rinfo: RemoteInfo, host: string, type: SocketType, socket: Socket): void {
@@ -251,92 +318,37 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     type: SocketType,
     reply: (code: number, message: string) => void,
   ): Promise<void> {
-    const name = slot.file ?? '';
-    let file: TftpFile | undefined;
-    try {
-      file = await this.opts.open(name, slot.client, slot.opening.signal);
-    } catch (err) {
-      if (slot.cancelled) return;
-      if (err instanceof TftpAccessError) {
-        reply(ErrorCode.accessViolation, 'access violation');
-        this.opts.logger.info({ client: slot.client.address, file: name, reason: err.message }, 'TFTP request refused');
-        this.release(slot, 'access_violation', 0, 0);
-      } else {
-        reply(ErrorCode.undefined, 'server error opening the file');
-        this.opts.logger.error({ err, file: name }, 'TFTP open failed');
-        this.release(slot, 'error', 0, 0);
-      }
+    const job = { name: slot.file ?? '', client: slot.client, mode: packet.mode, options: packet.options, host, type, started: slot.started };
+    if (this.pool) {
+      this.dispatch(slot, job, reply);
       return;
     }
-    if (file === undefined) {
-      if (!slot.cancelled) reply(ErrorCode.notFound, 'file not found');
-      this.opts.logger.debug({ client: slot.client.address, file: name }, 'TFTP file not found');
-      this.release(slot, 'not_found', 0, 0);
-      return;
-    }
-    if (slot.cancelled) {
-      await file.close().catch(() => undefined);
-      return;
-    }
+    await serveRequest(this.opts.open, this.opts, this.opts.logger, {
+      ...job,
+      signal: slot.opening.signal,
+      cancelled: () => slot.cancelled,
+      reply,
+      onTransfer: (transfer) => (slot.transfer = transfer),
+      onSent: (bytes) => {
+        this.sent += bytes;
+      },
+      release: (result, bytes, retransmits) => this.release(slot, result, bytes, retransmits),
+    });
+  }
 
-    const netascii = packet.mode === 'netascii';
-    // netascii changes the length, so tsize cannot be promised without converting twice.
-    const n = negotiate(packet.options, netascii ? undefined : file.size, this.opts);
-    const socket = createUdpSocket(type);
-    try {
-      // Same address as the listener, so a client that checks the source address is satisfied.
-      await bindSocket(socket, host, 0);
-      await connectSocket(socket, slot.client);
-    } catch (err) {
-      closeQuietly(socket);
-      await file.close().catch(() => undefined);
-      reply(ErrorCode.undefined, 'server could not open a transfer port');
-      this.opts.logger.error({ err, client: slot.client.address }, 'TFTP could not bind or connect a transfer socket');
+  /** Hands the slot's request to a worker thread; its messages come back as this slot's events. */
+  private dispatch(slot: Slot, job: WorkerJob, reply: (code: number, message: string) => void): void {
+    const remote = this.pool!.dispatch(job, {
+      reply,
+      end: (result, bytes, retransmits) => this.release(slot, result, bytes, retransmits),
+    });
+    if (!remote) {
+      reply(ErrorCode.undefined, 'server error, try again later');
+      this.opts.logger.error({ client: slot.client.address, file: slot.file }, 'TFTP request refused: no worker thread is running (they are being restarted)');
       this.release(slot, 'error', 0, 0);
       return;
     }
-    if (slot.cancelled) {
-      closeQuietly(socket);
-      await file.close().catch(() => undefined);
-      return;
-    }
-    const logger = this.opts.logger.child({ client: formatAddress(slot.client.address, slot.client.port), file: name });
-    logger.debug({ options: Object.fromEntries(n.accepted), mode: packet.mode }, 'TFTP transfer started');
-    try {
-      slot.transfer = new ReadTransfer({
-        socket,
-        peer: slot.client,
-        file,
-        netascii,
-        blksize: n.blksize,
-        windowsize: n.windowsize,
-        timeoutMs: n.timeoutMs ?? this.opts.timeoutMs,
-        retries: this.opts.retries,
-        firstAckTimeoutMs: this.opts.firstAckTimeoutMs,
-        firstAckResends: this.opts.firstAckResends,
-        minRtoMs: this.opts.minRtoMs,
-        accepted: n.accepted,
-        logger,
-        onSent: (bytes) => {
-          this.sent += bytes;
-        },
-        onEnd: ({ result, bytes, retransmits }) => {
-          if (result === 'ok') {
-            logger.info({ bytes, ms: Math.round(performance.now() - slot.started), retransmits }, 'TFTP transfer done');
-          }
-          this.release(slot, result, bytes, retransmits);
-        },
-      });
-    } catch (err) {
-      // Not made, so nothing owns the socket and file yet.
-      logger.error({ err }, 'TFTP transfer failed to start');
-      closeQuietly(socket);
-      await file.close().catch(() => undefined);
-      this.release(slot, 'error', 0, 0);
-      return;
-    }
-    // Never throws: a failure to send ends the transfer (timer, socket, file) as an error.
-    slot.transfer.start();
+    slot.transfer = remote;
   }
 
   /**
@@ -404,7 +416,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     const mine = this.byClient.get(slot.client.address);
     mine?.delete(slot);
     if (mine?.size === 0) this.byClient.delete(slot.client.address);
-    this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits);
+    this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits, slot.transfer?.worker);
   }
 
   private emitEnd(
@@ -414,9 +426,11 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     started: number,
     bytes = 0,
     retransmits = 0,
+    worker?: number,
   ): void {
+    const durationMs = performance.now() - started;
     try {
-      this.emit('transferEnd', { result, file, client, bytes, durationMs: performance.now() - started, retransmits });
+      this.emit('transferEnd', worker === undefined ? { result, file, client, bytes, durationMs, retransmits } : { result, file, client, bytes, durationMs, retransmits, worker });
     } catch (err) {
       // A metrics listener that throws must not take a transfer down with it.
       this.opts.logger.error({ err }, 'TFTP transferEnd listener threw');
@@ -457,14 +471,6 @@ function sendQuietly(socket: Socket, buf: Buffer, to: TftpClient): void {
     socket.send(buf, to.port, to.address);
   } catch {
     // socket closed
-  }
-}
-
-function closeQuietly(socket: Socket): void {
-  try {
-    socket.close();
-  } catch {
-    // not bound or already closed
   }
 }
 

@@ -55,6 +55,8 @@ export interface ReadTransferOptions {
   readonly logger: Logger;
   /** Payload bytes put on the wire, retransmissions included. */
   readonly onSent: (bytes: number) => void;
+  /** Called once, at the first ACK (of the OACK or of DATA 1): from then on the transfer cannot be evicted. */
+  readonly onAcknowledged?: () => void;
   readonly onEnd: (end: { result: TransferResult; bytes: number; retransmits: number }) => void;
 }
 
@@ -214,6 +216,7 @@ export class ReadTransfer {
     if (this.answered) return;
     this.answered = true;
     this.rearm(this.o.timeoutMs);
+    this.o.onAcknowledged?.();
   }
 
   private onSocketError(err: Error): void {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tftpGet } from '../../src/tftp/client.js';
 import { encodeAck, encodeError, encodeRequest } from '../../src/tftp/packet.js';
-import { random, run, sha256, tftpFixture, tmpOut, until, type UdpPeer } from '../tftp/helpers.js';
+import { directoryWorkers, random, run, sha256, tftpFixture, tmpOut, until, type UdpPeer } from '../tftp/helpers.js';
 
 /**
  * Hostile TFTP traffic against the slot accounting, with real sockets from
@@ -54,9 +54,12 @@ async function tftpHpaGet(port: number, name: keyof typeof files): Promise<void>
   expect(sha256(await readFile(path))).toBe(sha256(files[name]));
 }
 
-describe('TFTP slots under a flood of unacknowledged requests', () => {
+// tftp.workers 1 (all in one thread) and 2 (admission in the main thread, transfers in workers).
+describe.each([1, 2])('TFTP slots under a flood of unacknowledged requests, tftp.workers %i', (workers) => {
+  const server = (options: Parameters<typeof fx.server>[0] = {}) => fx.server({ workers: directoryWorkers(fx.dir, workers), ...options });
+
   it('serves real clients (tftp-hpa, atftp, a UEFI-style tsize probe then windowsize 4) while 32 x 16 RRQs with timeout 255 keep coming, and frees every slot within seconds after', async () => {
-    const s = await fx.server();
+    const s = await server();
     const f = await flood(s.port);
     await until(() => s.server.activeTransfers >= 500, 10_000);
 
@@ -87,7 +90,7 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
   });
 
   it('frees an unacknowledged request within seconds whatever timeout it asked for, drawing at most 3 packets and no ERROR', async () => {
-    const s = await fx.server();
+    const s = await server();
     const withOptions = await fx.peer('127.0.0.40');
     const plain = await fx.peer('127.0.0.41');
     withOptions.send(HOSTILE_RRQ, s.port);
@@ -107,7 +110,7 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
   });
 
   it('spends its resends early and then waits out the rest of tftp.firstAckTimeout silently', async () => {
-    const s = await fx.server({ timeoutMs: 200, firstAckTimeoutMs: 1500, firstAckResends: 1 });
+    const s = await server({ timeoutMs: 200, firstAckTimeoutMs: 1500, firstAckResends: 1 });
     const p = await fx.peer('127.0.0.45');
     const t0 = Date.now();
     p.send(HOSTILE_RRQ, s.port);
@@ -123,7 +126,7 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
   });
 
   it('keeps to the first-ACK budget, not tftp.retries, before the first ACK: no ERROR however few retries', async () => {
-    const s = await fx.server({ timeoutMs: 100, retries: 1, firstAckTimeoutMs: 600, firstAckResends: 3 });
+    const s = await server({ timeoutMs: 100, retries: 1, firstAckTimeoutMs: 600, firstAckResends: 3 });
     const p = await fx.peer('127.0.0.46');
     p.send(encodeRequest('rrq', 'grubx64.efi', 'octet'), s.port);
     await until(() => s.ends.length === 1, 8_000);
@@ -134,7 +137,7 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
 
   it('evicts the oldest unacknowledged transfer rather than refuse a new client when full, and lets a client replace its own', async () => {
     // A long first-ACK budget, so the hog's requests are still waiting however slow this machine is.
-    const s = await fx.server({ maxTransfers: 8, maxTransfersPerClient: 8, firstAckTimeoutMs: 60_000 });
+    const s = await server({ maxTransfers: 8, maxTransfersPerClient: 8, firstAckTimeoutMs: 60_000 });
     // Each request from its own port (one port asking again is a retry of the same transfer).
     const hogPort = () => fx.peer('127.0.0.50');
     for (let i = 0; i < 8; i++) (await hogPort()).send(HOSTILE_RRQ, s.port);
@@ -156,7 +159,7 @@ describe('TFTP slots under a flood of unacknowledged requests', () => {
   });
 
   it('ends a transfer at once when the client port is gone (ICMP port unreachable), without resending for the full retries', async () => {
-    const s = await fx.server({ timeoutMs: 500, retries: 5 });
+    const s = await server({ timeoutMs: 500, retries: 5 });
     const p = await fx.peer('127.0.0.60');
     p.send(encodeRequest('rrq', 'bootx64.efi', 'octet'), s.port);
     const d1 = await p.recv();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { decodePacket, encodeAck, type Packet } from '../../src/tftp/packet.js';
-import { TftpServer, openFromDirectory, type TftpServerOptions, type TransferEndEvent } from '../../src/tftp/index.js';
+import { FILES_MODULE, TftpServer, openFromDirectory, type TftpServerOptions, type TransferEndEvent } from '../../src/tftp/index.js';
 
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -31,12 +31,28 @@ export interface Running {
   stop: () => Promise<void>;
 }
 
+/**
+ * Worker threads for the servers tests start (tftp.workers); MM_TFTP_TEST_WORKERS=2 runs a whole
+ * suite through them. A test passing `workers` itself chooses.
+ */
+export const TEST_WORKERS = Number(process.env.MM_TFTP_TEST_WORKERS ?? 1);
+
+/** The `workers` option serving `dir` from `count` worker threads. */
+export function directoryWorkers(dir: string, count: number): TftpServerOptions['workers'] {
+  return { count, opener: { module: FILES_MODULE, name: 'directoryWorkerOpener', data: dir } };
+}
+
 export async function startServer(
   dir: string,
   options: Partial<TftpServerOptions> = {},
   host = '127.0.0.1',
 ): Promise<Running> {
-  const server = new TftpServer({ listen: [{ host, port: 0 }], open: openFromDirectory(dir), ...options });
+  const server = new TftpServer({
+    listen: [{ host, port: 0 }],
+    open: openFromDirectory(dir),
+    workers: directoryWorkers(dir, TEST_WORKERS),
+    ...options,
+  });
   const ends: TransferEndEvent[] = [];
   server.on('transferEnd', (e) => ends.push(e));
   const [bound] = await server.start();
