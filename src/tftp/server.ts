@@ -1,5 +1,6 @@
 import type { RemoteInfo, Socket, SocketType } from 'node:dgram';
 import { EventEmitter } from 'node:events';
+import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import { silentLogger, type Logger } from '../log.js';
 import { TftpBindError, formatAddress } from './errors.js';
@@ -95,6 +96,22 @@ interface Slot {
 const BUSY_LOG_INTERVAL_MS = 10_000;
 
 /**
+ * How long a request stays answered. lpxelinux sends every request from one
+ * port and repeats an RRQ every ~0.1 s until something comes back; on a busy
+ * server a repeat can arrive just after the answer went out. Answered again,
+ * that second answer reaches the client after it moved on to its next file,
+ * and it takes it as that file's answer: "file not found" for
+ * pxelinux.cfg/default (a storm of 25 machines left 12 without a config this
+ * way), or the wrong file's bytes. A client that really lost the answer
+ * repeats past this window and is answered then.
+ */
+const ANSWERED_WINDOW_MS = 2_000;
+/** Requests remembered as answered; a flood past this forgets the oldest. */
+const ANSWERED_MAX = 10_000;
+/** Answers final for their request: a repeat of it is a stale duplicate. Busy, timeouts, evictions and aborts may be asked again. */
+const FINAL_RESULTS: ReadonlySet<TransferResult> = new Set(['ok', 'not_found', 'access_violation']);
+
+/**
  * A read-only TFTP server. Each transfer gets its own socket on a fresh port
  * (its TID); the listening sockets only take requests. No exception escapes a
  * socket handler: a packet can end at most its own transfer.
@@ -107,6 +124,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   private readonly slots = new Set<Slot>();
   /** Each client address's slots, oldest first. */
   private readonly byClient = new Map<string, Set<Slot>>();
+  /** Requests (address, port, file) answered within ANSWERED_WINDOW_MS. */
+  private readonly answered = new LRUCache<string, true>({ max: ANSWERED_MAX, ttl: ANSWERED_WINDOW_MS });
   private sent = 0;
   private stopping = false;
   private busyLogged = 0;
@@ -296,6 +315,10 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       this.opts.logger.debug({ client: `${client.address}:${client.port}`, file: name }, 'TFTP request repeated while its transfer runs; ignored');
       return;
     }
+    if (this.answered.has(requestKey(client, name))) {
+      this.opts.logger.debug({ client: `${client.address}:${client.port}`, file: name }, 'TFTP request repeated after its answer; ignored');
+      return;
+    }
     const slot = this.admit(client, name, started);
     if (!slot) {
       reply(ErrorCode.undefined, 'server busy, try again later');
@@ -416,6 +439,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     const mine = this.byClient.get(slot.client.address);
     mine?.delete(slot);
     if (mine?.size === 0) this.byClient.delete(slot.client.address);
+    if (slot.file !== undefined && FINAL_RESULTS.has(result)) this.answered.set(requestKey(slot.client, slot.file), true);
     this.emitEnd(result, slot.file, slot.client, slot.started, bytes, retransmits, slot.transfer?.worker);
   }
 
@@ -476,4 +500,8 @@ function sendQuietly(socket: Socket, buf: Buffer, to: TftpClient): void {
 
 function unbracket(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+function requestKey(client: TftpClient, file: string): string {
+  return `${client.address}\0${client.port}\0${file}`;
 }

@@ -48,4 +48,57 @@ describe('a request repeated from the same client port', () => {
     await until(() => srv.ends.length > 0);
     expect(srv.ends.map((e) => e.result)).toEqual(['ok']);
   });
+
+  it('is a stale duplicate just after its answer: not answered again, so the next request on that port gets its own answer', async () => {
+    const config = Buffer.from('DEFAULT linux\n');
+    const tree = await makeTree({ 'pxelinux.cfg/default': config });
+    cleanups.push(tree.cleanup);
+    const srv: Running = await startServer(tree.dir);
+    cleanups.push(srv.stop);
+    const peer = await UdpPeer.open();
+    cleanups.push(() => peer.close());
+
+    // lpxelinux walks its config names from one port; a repeat crosses the first answer.
+    const missing = encodeRequest('rrq', 'pxelinux.cfg/0A', 'octet');
+    peer.send(missing, srv.port);
+    const notFound = await peer.recv();
+    expect(notFound.packet.op).toBe('error');
+    peer.send(missing, srv.port);
+    expect(await peer.drain(300)).toEqual([]);
+
+    // The client moved on: what it gets now is the answer to this request, not a late one to the last.
+    peer.send(encodeRequest('rrq', 'pxelinux.cfg/default', 'octet'), srv.port);
+    const answer = await peer.recv();
+    expect(answer.packet.op).toBe('data');
+    if (answer.packet.op !== 'data') return;
+    expect(answer.packet.data).toEqual(config);
+    peer.send(encodeAck(1), answer.rinfo.port);
+    await until(() => srv.ends.some((e) => e.result === 'ok'));
+
+    // Nor does a late repeat of a finished transfer start it again.
+    peer.send(encodeRequest('rrq', 'pxelinux.cfg/default', 'octet'), srv.port);
+    expect(await peer.drain(300)).toEqual([]);
+    expect(srv.ends.map((e) => e.result)).toEqual(['not_found', 'ok']);
+  });
+
+  it('is answered again once the window has passed: a client that really lost the answer is not left waiting', async () => {
+    const tree = await makeTree({ 'a.bin': random(100) });
+    cleanups.push(tree.cleanup);
+    const srv: Running = await startServer(tree.dir);
+    cleanups.push(srv.stop);
+    const peer = await UdpPeer.open();
+    cleanups.push(() => peer.close());
+
+    const rrq = encodeRequest('rrq', 'missing.bin', 'octet');
+    peer.send(rrq, srv.port);
+    expect((await peer.recv()).packet.op).toBe('error');
+    await new Promise((r) => setTimeout(r, 2_300));
+    peer.send(rrq, srv.port);
+    expect((await peer.recv()).packet.op).toBe('error');
+    // Another port is another request, answered at once.
+    const other = await UdpPeer.open();
+    cleanups.push(() => other.close());
+    other.send(rrq, srv.port);
+    expect((await other.recv()).packet.op).toBe('error');
+  });
 });
