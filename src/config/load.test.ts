@@ -25,7 +25,7 @@ describe('config', () => {
     expect(s.verify).toBe(true);
     expect(existsSync(s.keyring!)).toBe(true);
     expect(s.maxVersions).toBe(1);
-    expect(c.download.concurrency).toBe(4);
+    expect(c.download.concurrency).toBe(6);
     expect(c.publish.keepSnapshots).toBe(3);
     expect(c.http.listen).toEqual([{ host: '0.0.0.0', port: 8080 }]);
     expect(c.schedule.interval).toBe(6 * 3600_000);

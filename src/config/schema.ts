@@ -134,7 +134,7 @@ export const configSchema = z
       .prefault({}),
     download: z
       .strictObject({
-        concurrency: z.number().int().min(1).max(64).default(4),
+        concurrency: z.number().int().min(1).max(64).default(6),
         retries: z.number().int().min(0).max(100).default(5),
         connectTimeout: duration('30s'),
         idleTimeout: duration('60s'),
@@ -144,7 +144,7 @@ export const configSchema = z
         /** HTTP proxy for upstream requests; HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply when unset. */
         proxy: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// proxy URL, e.g. "http://proxy.example:3128"' }).optional(),
         /** One flow on a long path cannot fill a site's link: a large file is fetched in parts over this many connections. */
-        stripes: z.number().int().min(1).max(16).default(4),
+        stripes: z.number().int().min(1).max(16).default(6),
         /** Bytes per Range request when striping; files smaller than two of these ride one connection. */
         stripeSize: z.number().int().min(65_536).max(1 << 30).default(8 << 20),
       })
