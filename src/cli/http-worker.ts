@@ -100,5 +100,6 @@ function firstMessage(): Promise<Extract<ToWorker, { type: 'start' }>> {
       resolve(msg);
     };
     process.on('message', onMessage);
+    process.send!({ type: 'hello' } satisfies FromWorker);
   });
 }

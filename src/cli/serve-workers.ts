@@ -43,7 +43,8 @@ export async function serveWithWorkers(file: string, config: Config): Promise<nu
   logger.info({ workers: config.http.workers }, 'HTTP served by worker processes');
   await new Promise<void>((resolve) => {
     const onHup = () => {
-      if (daemon.reload(file)) void pool.reconfigure(daemon.config());
+      if (!daemon.reload(file)) return;
+      void pool.reconfigure(daemon.config()).then(() => logger.info({ workers: pool.count().running }, 'configuration reloaded in the HTTP workers'));
     };
     const onStop = (signal: string) => {
       logger.info({ signal }, 'stopping: draining downloads and transfers');

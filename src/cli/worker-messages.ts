@@ -15,6 +15,8 @@ export type ToWorker =
 
 /** What an HTTP worker tells the primary. */
 export type FromWorker =
+  /** Listening for orders: the primary answers with 'start'. */
+  | { readonly type: 'hello' }
   /** Whole log lines, written by the primary to the one log stream. */
   | { readonly type: 'log'; readonly text: string }
   | { readonly type: 'listening' }

@@ -99,7 +99,6 @@ export class WorkerPool implements HttpWorkersView {
     const worker = cluster.fork();
     const entry = { worker, startedAt: Date.now(), listening: false };
     this.workers.set(worker.id, entry);
-    worker.once('online', () => send(worker, { type: 'start', config: this.options.config(), socketPath: this.options.socketPath, drainMs: this.options.drainMs }));
     worker.on('message', (msg: unknown) => {
       if (isFromWorker(msg)) this.onMessage(worker, msg);
     });
@@ -108,6 +107,9 @@ export class WorkerPool implements HttpWorkersView {
 
   private onMessage(worker: Worker, msg: FromWorker): void {
     switch (msg.type) {
+      case 'hello':
+        send(worker, { type: 'start', config: this.options.config(), socketPath: this.options.socketPath, drainMs: this.options.drainMs });
+        break;
       case 'log':
         this.options.writeLog(msg.text);
         break;
