@@ -41,9 +41,9 @@ export interface BenchHttpOptions {
   readonly log?: (line: string) => void;
 }
 
-const PREFIX = '/maas/images/ephemeral-v3/stable/';
-const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
-const META = 'streams/v1/index.sjson';
+export const PREFIX = '/maas/images/ephemeral-v3/stable/';
+export const BIG = 'ubuntu/amd64/ga-24.04/noble/stable/20250701/squashfs';
+export const META = 'streams/v1/index.sjson';
 const SNAPSHOT = '20261126T201500Z-b3c4d5';
 const run = promisify(execFile);
 
@@ -252,7 +252,7 @@ async function metadataLoad(url: string, seconds: number, connections: number): 
 }
 
 /** Aggregate MB/s of n concurrent curl downloads (each cut at maxTime seconds when given). */
-async function curlAll(url: string, n: number, maxTime?: number): Promise<number> {
+export async function curlAll(url: string, n: number, maxTime?: number): Promise<number> {
   const started = performance.now();
   const sizes = await Promise.all(
     Array.from({ length: n }, async () => {

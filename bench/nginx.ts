@@ -24,9 +24,11 @@ export interface NginxOptions {
   readonly location?: string;
   /** Write an access log, as a production server would (default off). */
   readonly accessLog?: boolean;
+  /** worker_processes (default 1). */
+  readonly workers?: number;
 }
 
-/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; one worker. */
+/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; one worker unless told. */
 export async function startNginx(root: string, workDir: string, options: NginxOptions = {}): Promise<Nginx> {
   const location = options.location ?? '/';
   if (!existsSync('/usr/sbin/nginx')) {
@@ -39,7 +41,7 @@ export async function startNginx(root: string, workDir: string, options: NginxOp
     conf,
     `daemon off;
 ${process.getuid?.() === 0 ? 'user root;' : ''}
-worker_processes 1;
+worker_processes ${options.workers ?? 1};
 pid ${join(workDir, 'nginx', 'nginx.pid')};
 error_log ${join(workDir, 'nginx', 'error.log')} warn;
 events { worker_connections 4096; }

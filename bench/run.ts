@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchHttp } from './http.js';
+import { benchHttpWorkers } from './http-workers.js';
 import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
 import { machine, removeCompiled, table, type BenchRow } from './lib.js';
 import { benchScale } from './scale.js';
@@ -19,7 +20,7 @@ import { benchWan } from './wan.js';
 const log = (l: string) => process.stderr.write(`${l}\n`);
 const groups: Record<string, () => Promise<BenchRow[]>> = {
   sync: () => benchSync({ log }),
-  http: () => benchHttp({ log }),
+  http: async () => [...(await benchHttp({ log })), ...(await benchHttpWorkers({ log }))],
   tftp: () => benchTftp({ log }),
   lan: () => benchLan({ log }),
   scale: () => benchScale(undefined, log),
