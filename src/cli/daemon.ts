@@ -35,6 +35,8 @@ export interface DaemonOptions {
     readonly view: HttpWorkersView;
     /** After each publish, once this process dropped its caches: the workers drop theirs. */
     readonly afterPublish: () => Promise<void>;
+    /** Once the socket answers, before the schedule starts: brings the workers up (the ports open before any sync). */
+    readonly beforeStart: () => Promise<void>;
   };
 }
 
@@ -138,6 +140,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const repairAbort = new AbortController();
   const bootloadersRepaired = repairBootloaders(layout, config, logger, repairAbort.signal);
   late.repair = bootloadersRepaired;
+  await opts.workers?.beforeStart();
   ops.start();
 
   let stopping: Promise<void> | undefined;

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { ExitCode, isMirrorError } from '../errors.js';
 import { createForwarder } from '../http/forward.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../http/server.js';
 import { startHttpServer } from '../http/index.js';
@@ -46,7 +47,12 @@ export async function runHttpWorker(): Promise<number> {
     streamedBody: isImageUpload,
     observe: httpMetricsMiddleware(metrics, { prefix: () => config.http.prefix }),
     pullThrough: async (_file, req, res) => forward(req, res),
+  }).catch(async (err: unknown) => {
+    process.send!({ type: 'failed', code: isMirrorError(err) ? err.code : undefined, message: (err as Error).message } satisfies FromWorker);
+    await sink.flush();
+    return undefined;
   });
+  if (!http) return ExitCode.failed;
   const reply = (msg: FromWorker) => {
     if (process.connected) process.send!(msg);
   };

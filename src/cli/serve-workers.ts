@@ -24,6 +24,9 @@ export async function serveWithWorkers(file: string, config: Config): Promise<nu
   const socketPath = await socketFor(new Layout(config.dataDir));
   // Created before the daemon, which publishes to it; started after, once the socket answers.
   const daemonRef: { config?: () => Config } = {};
+  // A worker may fail to listen while the daemon is still starting: kept until the loop below looks.
+  let failure: { code: string | undefined; message: string } | undefined;
+  let onFailure: () => void = () => undefined;
   const pool = new WorkerPool({
     count: config.http.workers ?? 1,
     socketPath,
@@ -31,22 +34,29 @@ export async function serveWithWorkers(file: string, config: Config): Promise<nu
     logger: logger.child({ component: 'http-workers' }),
     config: () => daemonRef.config?.() ?? config,
     writeLog: (text) => destination.write(text),
+    onFailed: (code, message) => {
+      failure ??= { code, message };
+      onFailure();
+    },
   });
   const daemon = await startDaemon({
     config,
     logger,
     drainMs: DRAIN_MS,
-    workers: { socketPath, view: pool, afterPublish: () => pool.invalidate() },
+    workers: { socketPath, view: pool, afterPublish: () => pool.invalidate(), beforeStart: () => pool.start() },
   });
   daemonRef.config = () => daemon.config();
-  pool.start();
   logger.info({ workers: config.http.workers }, 'HTTP served by worker processes');
+  let exitCode: number = ExitCode.ok;
   await new Promise<void>((resolve) => {
     const onHup = () => {
       if (!daemon.reload(file)) return;
       void pool.reconfigure(daemon.config()).then(() => logger.info({ workers: pool.count().running }, 'configuration reloaded in the HTTP workers'));
     };
+    let stopping = false;
     const onStop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       logger.info({ signal }, 'stopping: draining downloads and transfers');
       process.off('SIGHUP', onHup);
       daemon.ops.setDraining();
@@ -58,9 +68,18 @@ export async function serveWithWorkers(file: string, config: Config): Promise<nu
     process.on('SIGHUP', onHup);
     process.once('SIGTERM', () => onStop('SIGTERM'));
     process.once('SIGINT', () => onStop('SIGINT'));
+    onFailure = () => {
+      if (stopping || !failure) return;
+      // As a single process would: the listen error ends the service, with its message.
+      logger.error({ code: failure.code }, `an HTTP worker cannot serve: ${failure.message}`);
+      process.stderr.write(`maas-mirror: ${failure.message}\n`);
+      exitCode = ExitCode.failed;
+      onStop('worker failure');
+    };
+    onFailure();
   });
   logger.flush();
-  return ExitCode.ok;
+  return exitCode;
 }
 
 /**

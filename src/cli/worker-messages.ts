@@ -20,6 +20,8 @@ export type FromWorker =
   /** Whole log lines, written by the primary to the one log stream. */
   | { readonly type: 'log'; readonly text: string }
   | { readonly type: 'listening' }
+  /** It cannot serve (its listen failed): starting another would fail alike, so the primary stops. */
+  | { readonly type: 'failed'; readonly code: string | undefined; readonly message: string }
   | { readonly type: 'ack'; readonly id: number }
   | { readonly type: 'metrics'; readonly id: number; readonly json: MetricJson };
 

@@ -10,6 +10,8 @@ export const RESPAWN_BACKOFF = { firstMs: 1_000, maxMs: 30_000 } as const;
 const STABLE_MS = 60_000;
 /** How long a broadcast (publish, SIGHUP) or a metrics scrape waits for each worker's answer. */
 export const WORKER_ANSWER_TIMEOUT_MS = 5_000;
+/** How long start() waits for the workers to serve before it lets the primary go on. */
+const START_WAIT_MS = 60_000;
 /** After the drain window, workers still running get this long to leave before they are killed. */
 const EXIT_GRACE_MS = 5_000;
 
@@ -22,6 +24,8 @@ export interface WorkerPoolOptions {
   readonly config: () => Config;
   /** Whole log lines from a worker, for the one log stream. */
   readonly writeLog: (text: string) => void;
+  /** A worker could not start serving (its listen failed): the service cannot run as configured. */
+  readonly onFailed: (code: string | undefined, message: string) => void;
 }
 
 interface Pending {
@@ -43,11 +47,28 @@ export class WorkerPool implements HttpWorkersView {
   private deaths = 0;
   private stopping = false;
   private readonly respawns = new Set<NodeJS.Timeout>();
+  /** Called when a worker starts serving or fails to. */
+  private onChange: () => void = () => undefined;
 
   constructor(private readonly options: WorkerPoolOptions) {}
 
-  start(): void {
+  /**
+   * Forks the workers; resolves once every one serves (or one could not, or
+   * START_WAIT_MS passed: the rest keep coming up meanwhile).
+   */
+  start(): Promise<void> {
     for (let i = 0; i < this.options.count; i++) this.fork();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, START_WAIT_MS);
+      const check = () => {
+        if (this.stopping || this.count().running >= this.options.count) done();
+      };
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.onChange = check;
+    });
   }
 
   count(): { configured: number; running: number } {
@@ -113,9 +134,15 @@ export class WorkerPool implements HttpWorkersView {
       case 'log':
         this.options.writeLog(msg.text);
         break;
+      case 'failed':
+        this.stopping = true;
+        this.options.onFailed(msg.code, msg.message);
+        this.onChange();
+        break;
       case 'listening': {
         const entry = this.workers.get(worker.id);
         if (entry) entry.listening = true;
+        this.onChange();
         break;
       }
       case 'ack':

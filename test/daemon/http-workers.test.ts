@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliEnv, spawnCli, writeJsonConfig } from '../faults/helpers.js';
 import { makeEnv, type Env } from '../helpers/env.js';
 
@@ -218,4 +219,31 @@ describe('serve with http.workers: 2', () => {
     // One stream: every line whole.
     expect(serve.output().split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual([]);
   }, 120_000);
+});
+
+describe('serve with http.workers: 2 on a port in use', () => {
+  it('stops with the listen error, as one process would', async () => {
+    const e = await makeEnv();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    onTestFinished(async () => {
+      await new Promise((r) => blocker.close(r));
+      await e.close();
+    });
+    const port = (blocker.address() as AddressInfo).port;
+    const config = await writeJsonConfig(join(e.dir, 'serve.yaml'), {
+      dataDir: e.dataDir,
+      sources: [{ name: 'stable', url: e.server.url, keyring: e.key.keyring }],
+      http: { listen: `127.0.0.1:${port}`, workers: 2 },
+      tftp: { enabled: false },
+      schedule: { onStart: false },
+    });
+    const p = spawnCli(['serve', '--config', config], cliEnv({ LOG_LEVEL: 'info' }));
+    onTestFinished(() => {
+      if (p.exitCode === null) p.kill('SIGKILL');
+    });
+    expect(await p.exited).toBe(1);
+    expect(p.output()).toContain(`maas-mirror: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+    expect(p.output()).toContain('"code":"MM_HTTP_LISTEN"');
+  }, 60_000);
 });
