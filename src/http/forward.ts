@@ -40,6 +40,8 @@ export function createForwarder(socketPath: string, logger: Logger, maxSockets: 
     const out = request({ socketPath, agent, method: req.method, path: req.url, headers: headers.flat() });
     out.on('response', (up) => relay(up, res));
     out.on('error', (err) => {
+      // The client left first (we destroyed the request): nobody to answer.
+      if (res.destroyed) return;
       if (res.headersSent) res.destroy();
       else sendError(req, res, new PrimaryUnavailableError((err as NodeJS.ErrnoException).code ?? err.message, { cause: err }), logger);
     });

@@ -144,9 +144,11 @@ describe('serve with http.workers: 2', () => {
     const status = await fetchOnce('/api/v1/status', { headers: { Authorization: `Bearer ${TOKEN}` } });
     expect(status.status).toBe(200);
     expect(JSON.parse(status.body.toString()).httpWorkers).toEqual({ configured: 2, running: 2 });
+    expect((await fetchOnce('/')).body.toString()).toContain('HTTP workers 2 of 2');
     const again = (await fetchOnce('/metrics')).body.toString();
     expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="api",method="GET",status="401"}')).toBe(1);
     expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="metrics",method="GET",status="200"}')).toBe(1);
+    expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="status",method="GET",status="200"}')).toBe(1);
   }, 60_000);
 
   it('after a publish, every worker serves the new index', async () => {
