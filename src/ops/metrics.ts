@@ -249,10 +249,14 @@ export class MirrorMetrics {
    */
   async exposition(others?: readonly MetricJson[]): Promise<{ contentType: string; body: string }> {
     if (!others?.length) return { contentType: this.registry.contentType, body: await this.registry.metrics() };
-    const mine = (await this.registry.getMetricsAsJSON()) as MetricJson;
-    // Summed per series: only the HTTP metrics come from several processes, the rest only from here.
-    const merged = AggregatorRegistry.aggregate([mine, ...others]);
-    return { contentType: this.registry.contentType, body: await merged.metrics() };
+    // This process's own metrics as they are (prom-client's aggregation would drop or average some
+    // process metrics), then the HTTP metrics summed per series over the workers.
+    const own: string[] = [];
+    for (const m of this.registry.getMetricsAsArray()) {
+      if (!HTTP_METRIC_NAMES.has(m.name)) own.push(await this.registry.getSingleMetricAsString(m.name));
+    }
+    const summed = AggregatorRegistry.aggregate([...others]);
+    return { contentType: this.registry.contentType, body: `${own.join('\n\n')}\n\n${await summed.metrics()}` };
   }
 
   /** The HTTP request metrics alone, in the form exposition() sums: what an HTTP worker reports. */

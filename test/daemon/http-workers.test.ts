@@ -139,6 +139,10 @@ describe('serve with http.workers: 2', () => {
     // The primary's own metrics, once: a sum over processes would double them.
     expect(metric(text, 'maas_mirror_sync_runs_total{source="stable",result="ok"}')).toBe(1);
     expect(text).toMatch(/^maas_mirror_build_info\{version="[^"]+"\} 1$/m);
+    expect(text).toMatch(/^process_start_time_seconds \d+$/m);
+    // A valid exposition: each metric described once.
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
+    expect(new Set(types).size).toBe(types.length);
     // Forwarded answers keep their auth and status codes.
     expect((await fetchOnce('/api/v1/status')).status).toBe(401);
     const status = await fetchOnce('/api/v1/status', { headers: { Authorization: `Bearer ${TOKEN}` } });
