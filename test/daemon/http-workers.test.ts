@@ -143,6 +143,11 @@ describe('serve with http.workers: 2', () => {
     // A valid exposition: each metric described once.
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
     expect(new Set(types).size).toBe(types.length);
+    const promtool = await new Promise<string>((resolve) => {
+      const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => resolve(`${err ? `exit ${String((err as { code?: number }).code)} ` : ''}${stdout}${stderr}`));
+      child.stdin!.end(text);
+    });
+    expect(promtool).toBe('');
     // Forwarded answers keep their auth and status codes.
     expect((await fetchOnce('/api/v1/status')).status).toBe(401);
     const status = await fetchOnce('/api/v1/status', { headers: { Authorization: `Bearer ${TOKEN}` } });
