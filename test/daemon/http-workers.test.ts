@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliEnv, spawnCli, writeJsonConfig } from '../faults/helpers.js';
 import { makeEnv, type Env } from '../helpers/env.js';
@@ -154,10 +156,15 @@ describe('serve with http.workers: 2', () => {
     expect(status.status).toBe(200);
     expect(JSON.parse(status.body.toString()).httpWorkers).toEqual({ configured: 2, running: 2 });
     expect((await fetchOnce('/')).body.toString()).toContain('HTTP workers 2 of 2');
+    // A forwarded answer carries the worker's own connection headers once, and the primary's others.
+    const { stdout: head } = await run('curl', ['-sS', '-o', '/dev/null', '-D', '-', `${base}/status.json`]);
+    const names = head.split('\r\n').slice(1).filter(Boolean).map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
+    for (const n of ['date', 'connection', 'keep-alive', 'content-type', 'content-length', 'cache-control']) expect(names.filter((x) => x === n), n).toHaveLength(1);
     const again = (await fetchOnce('/metrics')).body.toString();
     expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="api",method="GET",status="401"}')).toBe(1);
     expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="metrics",method="GET",status="200"}')).toBe(1);
-    expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="status",method="GET",status="200"}')).toBe(1);
+    // "/" and "/status.json".
+    expect(metric(again, 'maas_mirror_http_request_duration_seconds_count{route="status",method="GET",status="200"}')).toBe(2);
   }, 60_000);
 
   it('after a publish, every worker serves the new index', async () => {
@@ -178,6 +185,30 @@ describe('serve with http.workers: 2', () => {
     expect(workersThatServed(INDEX, from)).toEqual(new Set([1, 2]));
     expect(bodies.size).toBe(1);
     expect(bodies.has(before.toString())).toBe(false);
+  }, 120_000);
+
+  it('streams an image upload through a worker to the primary; every worker then serves it', async () => {
+    const root = join(env.dir, 'root-ol');
+    await mkdir(root);
+    await writeFile(join(root, 'payload'), randomBytes(3 << 20));
+    const tarball = join(env.dir, 'ol.tar.gz');
+    await run('tar', ['-czf', tarball, '-C', root, '.']);
+    const res = await request(`${base}/api/v1/images?os=ol&release=9&arch=amd64`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/gzip' },
+      body: createReadStream(tarball),
+    });
+    const json = (await res.body.json()) as { image: { path: string; sha256: string } };
+    expect(res.statusCode, JSON.stringify(json)).toBe(201);
+    const original = await readFile(tarball);
+    expect(json.image.sha256).toBe(createHash('sha256').update(original).digest('hex'));
+    const from = lines().length;
+    for (let i = 0; i < 8; i++) {
+      const r = await fetchOnce(`${PREFIX}${json.image.path}`);
+      expect(r.status).toBe(200);
+      expect(r.body.equals(original)).toBe(true);
+    }
+    expect(workersThatServed(`${PREFIX}${json.image.path}`, from)).toEqual(new Set([1, 2]));
   }, 120_000);
 
   it('SIGHUP reaches every worker before they answer again', async () => {
