@@ -23,6 +23,8 @@ const START_TIMEOUT_MS = 30_000;
  */
 export async function runHttpWorker(): Promise<number> {
   const start = await firstMessage();
+  // Told to stop before it was told to start (a shutdown while it came up): nothing to drain.
+  if (!start) return 0;
   const sink = new WorkerLogSink((text, done) => {
     if (process.connected) process.send!({ type: 'log', text } satisfies FromWorker, undefined, undefined, done);
     else done();
@@ -96,14 +98,14 @@ export async function runHttpWorker(): Promise<number> {
   return 0;
 }
 
-function firstMessage(): Promise<Extract<ToWorker, { type: 'start' }>> {
+function firstMessage(): Promise<Extract<ToWorker, { type: 'start' }> | undefined> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no start message from the main process')), START_TIMEOUT_MS);
     const onMessage = (msg: ToWorker) => {
-      if (msg.type !== 'start') return;
+      if (msg.type !== 'start' && msg.type !== 'drain') return;
       clearTimeout(timer);
       process.off('message', onMessage);
-      resolve(msg);
+      resolve(msg.type === 'start' ? msg : undefined);
     };
     process.on('message', onMessage);
     process.send!({ type: 'hello' } satisfies FromWorker);

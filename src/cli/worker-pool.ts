@@ -77,11 +77,6 @@ export class WorkerPool implements HttpWorkersView {
     return { configured: this.options.count, running };
   }
 
-  /** The workers' pids, in worker id order. */
-  pids(): number[] {
-    return [...this.workers.values()].map((w) => w.worker.process.pid ?? 0);
-  }
-
   /** Every worker drops its caches; resolves when all have (or the answer timeout passed). */
   invalidate(): Promise<void> {
     return this.ask((id) => ({ type: 'invalidate', id })).then(() => undefined);
