@@ -171,7 +171,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   };
 }
 
-/** Only the owner's user may connect: the socket carries API calls past the token check's network side. */
+/** Only this user may connect: requests here are taken as the workers', with the client address they name. */
 async function listenOnSocket(server: Server, path: string): Promise<Server> {
   await unlink(path).catch(() => undefined);
   await new Promise<void>((resolve, reject) => {
