@@ -29,12 +29,14 @@ export interface NginxOptions {
    * that serves `root`: e.g. what `maas-mirror nginx-config` prints.
    */
   readonly site?: (port: number) => Promise<string>;
+  /** worker_processes (default NGINX_WORKERS). */
+  readonly workers?: number;
 }
 
-/** worker_processes of every nginx the benchmarks start, so they compare alike. */
+/** worker_processes of every nginx the benchmarks start unless told, so they compare alike. */
 export const NGINX_WORKERS = 1;
 
-/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; NGINX_WORKERS workers. */
+/** Debian's nginx, installed on first use, serving `root` on a loopback port with sendfile; NGINX_WORKERS workers unless told. */
 export async function startNginx(root: string, workDir: string, options: NginxOptions = {}): Promise<Nginx> {
   const location = options.location ?? '/';
   if (!existsSync('/usr/sbin/nginx')) {
@@ -53,7 +55,7 @@ export async function startNginx(root: string, workDir: string, options: NginxOp
     conf,
     `daemon off;
 ${process.getuid?.() === 0 ? 'user root;' : ''}
-worker_processes ${NGINX_WORKERS};
+worker_processes ${options.workers ?? NGINX_WORKERS};
 pid ${join(workDir, 'nginx', 'nginx.pid')};
 error_log ${join(workDir, 'nginx', 'error.log')} warn;
 events { worker_connections 4096; }

@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchFront } from './front.js';
 import { benchHttp } from './http.js';
+import { benchHttpWorkers } from './http-workers.js';
 import { LAN_MODEL_LIMITS, benchLan } from './lan.js';
 import { machine, removeCompiled, table, type BenchRow } from './lib.js';
 import { benchScale } from './scale.js';
@@ -20,7 +21,7 @@ import { benchWan } from './wan.js';
 const log = (l: string) => process.stderr.write(`${l}\n`);
 const groups: Record<string, () => Promise<BenchRow[]>> = {
   sync: () => benchSync({ log }),
-  http: () => benchHttp({ log }),
+  http: async () => [...(await benchHttp({ log })), ...(await benchHttpWorkers({ log }))],
   front: () => benchFront({ log }),
   tftp: () => benchTftp({ log }),
   lan: () => benchLan({ log }),

@@ -704,3 +704,17 @@ export class TftpWorkerError extends MirrorError {
     );
   }
 }
+
+/** An HTTP worker could not reach the primary process, which answers the API, metrics, status and pull-through. */
+export class PrimaryUnavailableError extends MirrorError {
+  readonly code = 'MM_PRIMARY_UNAVAILABLE';
+  override readonly statusCode = 503;
+  override readonly retryAfterSeconds = 5;
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(
+      `the serving process could not reach the main maas-mirror process (${detail}); it is starting, stopping or restarting. ` +
+        'Try again in a few seconds; if it persists, read the service log',
+      options,
+    );
+  }
+}

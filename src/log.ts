@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -6,7 +6,7 @@ export type { Logger };
  * JSON lines on stdout, level from LOG_LEVEL. Secrets are redacted by key
  * name wherever they appear, so a token or key can never reach a log line.
  */
-export function createLogger(options: { level?: string; destination?: NodeJS.WritableStream | { write(line: string): void } } = {}): Logger {
+export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
   return pino(
     {

@@ -6,7 +6,7 @@ import { AbortedError, ArchiveRefusedError, isMirrorError, LockedError, REPORT_C
 import { startHttpServer, type HttpServerHandle } from '../http/index.js';
 import type { Logger } from '../log.js';
 import { PullThroughService } from '../mirror/pull-through.js';
-import { createOps, isImageUpload, OPS_PATHS, type Ops } from '../ops/index.js';
+import { createOps, isImageUpload, OPS_PATHS, type HttpWorkersView, type Ops } from '../ops/index.js';
 import { BlobStore } from '../store/blobs.js';
 import { archiveLimits } from '../store/archive-unpack.js';
 import { bootFilesConfig } from '../store/boot-files.js';
@@ -29,6 +29,15 @@ export interface DaemonOptions {
   drainMs?: number;
   /** Retry backoff base for syncs (tests shorten it). */
   retryBaseMs?: number;
+  /** The owner's side of http.workers (http-cluster.ts): HTTP on this socket only, for the workers. */
+  workers?: {
+    readonly socketPath: string;
+    readonly view: HttpWorkersView;
+    /** After each publish, once this process dropped its caches: the workers drop theirs. */
+    readonly afterPublish: () => Promise<void>;
+    /** Once the socket answers, before the schedule starts: brings the workers up (the ports open before any sync). */
+    readonly beforeStart: () => Promise<void>;
+  };
 }
 
 export interface Daemon {
@@ -63,11 +72,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     syncOptions: opts.retryBaseMs === undefined ? undefined : { retryBaseMs: opts.retryBaseMs },
     // A sync waits for the start-up repair rather than meeting its lock.
     beforeSync: () => late.repair ?? Promise.resolve(),
-    onPublished: () => {
+    onPublished: async () => {
       namespace.invalidate();
       late.http?.invalidate();
       late.tftp?.invalidate();
+      await opts.workers?.afterPublish();
     },
+    httpWorkers: opts.workers?.view,
   });
   const pull = new PullThroughService({
     layout,
@@ -85,8 +96,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     routes: (app) => ops.routes(app),
     routedPaths: OPS_PATHS,
     streamedBody: isImageUpload,
-    observe: ops.observeHttp,
     pullThrough: pull,
+    // With workers, the one that took the request counts and logs it.
+    ...(opts.workers ? { socketPath: opts.workers.socketPath, accessLog: false } : { observe: ops.observeHttp }),
   });
   late.http = http;
 
@@ -132,6 +144,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const repairAbort = new AbortController();
   const bootloadersRepaired = repairBootloaders(layout, config, logger, repairAbort.signal);
   late.repair = bootloadersRepaired;
+  await opts.workers?.beforeStart();
   ops.start();
 
   let stopping: Promise<void> | undefined;

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { ExitCode, isMirrorError } from '../errors.js';
 import { parseCommandLine } from './args.js';
 import { COMMANDS, type CommandContext } from './commands.js';
@@ -31,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// An HTTP worker of `serve` (http.workers above 1) is forked with serve's command line: it takes its orders from the primary instead.
+if (cluster.isWorker) process.exit(await (await import('./http-worker.js')).runHttpWorker());
 const code = await main(process.argv.slice(2));
 // Let pino and stdout drain before leaving; the daemon never gets here.
 process.exitCode = code;

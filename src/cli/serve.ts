@@ -7,9 +7,10 @@ import { startDaemon } from './daemon.js';
 
 /** `maas-mirror serve`: runs until SIGTERM/SIGINT; SIGHUP reloads the configuration. */
 export async function serve(ctx: CommandContext, config: Config): Promise<number> {
+  const file = configPath(ctx.options.config);
+  if ((config.http.workers ?? 1) > 1) return (await import('./serve-workers.js')).serveWithWorkers(file, config);
   const logger = createLogger();
   const daemon = await startDaemon({ config, logger });
-  const file = configPath(ctx.options.config);
   await new Promise<void>((resolve) => {
     const onHup = () => daemon.reload(file);
     const onStop = (signal: string) => {

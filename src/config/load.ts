@@ -55,6 +55,8 @@ export interface Config {
     readonly requestTimeout?: number;
     readonly maxConnections?: number;
     readonly trustedProxies?: readonly string[];
+    /** Processes serving HTTP under `maas-mirror serve`; set by loadConfig, 1 when absent. */
+    readonly workers?: number;
   };
   readonly tftp: {
     readonly enabled: boolean;
@@ -217,6 +219,7 @@ function normalize(c: ParsedConfig, base: string, file: string, env: NodeJS.Proc
       requestTimeout: c.http.requestTimeout,
       maxConnections: c.http.maxConnections,
       trustedProxies: c.http.trustedProxies,
+      workers: c.http.workers,
     },
     tftp: { ...c.tftp, listen: listens(c.tftp.listen) },
     boot: { forward: c.boot.forward, files: c.boot.files === undefined ? undefined : rel(c.boot.files) },

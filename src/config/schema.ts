@@ -56,6 +56,15 @@ export function parseListen(v: string): { host: string; port: number } | undefin
   return { host: m[1] || m[2] || '0.0.0.0', port };
 }
 
+/**
+ * http.workers by default: one per core up to this many. Past that, requests are bound by the
+ * disk and the network, and every worker holds its own caches.
+ */
+export const HTTP_WORKERS_DEFAULT_CAP = 8;
+/** The most http.workers may ask for. */
+export const HTTP_WORKERS_MAX = 64;
+const defaultHttpWorkers = (): number => Math.max(1, Math.min(HTTP_WORKERS_DEFAULT_CAP, availableParallelism()));
+
 const SOURCE_URL_MESSAGE = 'must be an http:// or https:// URL of the mirror root, a file:///absolute/path/ URL or an absolute path';
 
 /** A mirror root: http(s) URL, or a folder (file:///abs/path/ or /abs/path) holding a simplestreams tree. */
@@ -172,6 +181,8 @@ export const configSchema = z
          * (`maas-mirror nginx-config`) then sends held files itself.
          */
         trustedProxies: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+        /** Processes serving HTTP; 1 is one process doing everything (no cluster). */
+        workers: z.number().int().min(1).max(HTTP_WORKERS_MAX).default(defaultHttpWorkers),
       })
       .prefault({}),
     tftp: z

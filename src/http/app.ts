@@ -51,6 +51,8 @@ export interface HttpAppOptions {
    */
   readonly pullThrough?: PullThroughSource | PullThrough;
   readonly cache?: ContentCacheOptions;
+  /** false: no access log lines (the owner's side of http.workers: the worker that took the request logs it). */
+  readonly accessLog?: boolean;
 }
 
 export interface HttpApp extends Express {
@@ -77,7 +79,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     trustedProxy: trustedPeers(options.config.http.trustedProxies ?? []),
   });
 
-  const access = new AccessLog(logger);
+  const access = options.accessLog === false ? { watch: () => undefined } : new AccessLog(logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { chmod, unlink } from 'node:fs/promises';
 import type { Listen } from '../config/load.js';
 import { createHttpApp, ROUTES_PREFIX, type HttpApp, type HttpAppOptions } from './app.js';
 import { ListenError, TooManyConnectionsError } from '../errors.js';
+import { adoptForwardedClient } from './forward.js';
 
 export interface HttpServerOptions extends HttpAppOptions {
   /** Overrides config.http.listen (tests listen on port 0). */
@@ -20,6 +22,11 @@ export interface HttpServerOptions extends HttpAppOptions {
    * when no byte comes for http.sendTimeout.
    */
   readonly streamedBody?: (req: IncomingMessage) => boolean;
+  /**
+   * Listen on this unix socket only (mode 0600), instead of the addresses: the
+   * owner's side of http.workers, reached by the workers (forward.ts).
+   */
+  readonly socketPath?: string;
 }
 
 /** Whether a request goes to express rather than straight to the file handler. */
@@ -102,21 +109,28 @@ export interface HttpServerHandle {
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
   const app = createHttpApp(options);
-  const listens = options.listen ?? options.config.http.listen;
+  const listens = options.socketPath === undefined ? (options.listen ?? options.config.http.listen) : [];
   const servers: Server[] = [];
   const addresses: Listen[] = [];
+  const routed = [ROUTES_PREFIX, ...(options.routedPaths ?? [])];
+  const requestTimeout = options.config.http.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const forwarded = options.socketPath !== undefined;
+  const newServer = () => {
+    // node's own requestTimeout is per server; ours skips streamed uploads (boundRequest).
+    const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 15_000, requestTimeout: 0, connectionsCheckingInterval: 5_000 }, (req, res) => {
+      if (forwarded) adoptForwardedClient(req);
+      options.observe?.(req, res);
+      if (!options.streamedBody?.(req)) boundRequest(req, requestTimeout);
+      if (isRouted(req.url ?? '', routed)) app(req, res);
+      else app.serveFile(req, res);
+    });
+    applyBounds(server, options.config.http, options.logger);
+    return server;
+  };
+  if (options.socketPath !== undefined) servers.push(await listenOnSocket(newServer(), options.socketPath));
   try {
     for (const l of listens) {
-      const routed = [ROUTES_PREFIX, ...(options.routedPaths ?? [])];
-      const requestTimeout = options.config.http.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
-      // node's own requestTimeout is per server; ours skips streamed uploads (boundRequest).
-      const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 15_000, requestTimeout: 0, connectionsCheckingInterval: 5_000 }, (req, res) => {
-        options.observe?.(req, res);
-        if (!options.streamedBody?.(req)) boundRequest(req, requestTimeout);
-        if (isRouted(req.url ?? '', routed)) app(req, res);
-        else app.serveFile(req, res);
-      });
-      applyBounds(server, options.config.http, options.logger);
+      const server = newServer();
       await new Promise<void>((resolve, reject) => {
         const onError = (err: NodeJS.ErrnoException) =>
           reject(new ListenError(formatListen(l), err.code ?? err.message, { cause: err }));
@@ -155,6 +169,21 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       clearTimeout(timer);
     },
   };
+}
+
+/** Only this user may connect: requests here are taken as the workers', with the client address they name. */
+async function listenOnSocket(server: Server, path: string): Promise<Server> {
+  await unlink(path).catch(() => undefined);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => reject(new ListenError(path, err.code ?? err.message, { cause: err }));
+    server.once('error', onError);
+    server.listen(path, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  await chmod(path, 0o600);
+  return server;
 }
 
 export function formatListen(l: Listen): string {

@@ -6,7 +6,7 @@ import { SnapshotCatalog } from './catalog.js';
 import { SyncCoordinator, type CoordinatorOptions } from './coordinator.js';
 import { healthRouter, Readiness } from './health.js';
 import { httpMetricsMiddleware, type RequestObserver } from './http-metrics.js';
-import { createMetrics, observeTftp, packageVersion, type MirrorMetrics, type TftpEventsLike } from './metrics.js';
+import { createMetrics, observeTftp, packageVersion, type MetricJson, type MirrorMetrics, type TftpEventsLike } from './metrics.js';
 import { Scheduler } from './scheduler.js';
 import { fullStatus, publicStatus, type MirrorStatus, type PublicStatus, type StatusDeps } from './status.js';
 import { statusPageRouter } from './status-page.js';
@@ -14,7 +14,7 @@ import { StoreTotalsCache } from './store-totals.js';
 
 export { SyncCoordinator, SyncRunningError, ShuttingDownError, combineHooks, type SyncRecord, type RunningSync } from './coordinator.js';
 export { Scheduler, type ScheduleSettings } from './scheduler.js';
-export { MirrorMetrics, createMetrics, syncHooks, observeTftp, httpMetricsMiddleware } from './metrics.js';
+export { MirrorMetrics, createMetrics, syncHooks, observeTftp, httpMetricsMiddleware, type MetricJson } from './metrics.js';
 export { classifyRoute, isOpsRequest, OPS_PATHS } from './routes.js';
 export { Readiness, healthRouter } from './health.js';
 export { apiRouter } from './api.js';
@@ -39,6 +39,20 @@ export interface OpsOptions {
   readonly syncOptions?: CoordinatorOptions['syncOptions'];
   /** Node process metrics (default true). */
   readonly defaultMetrics?: boolean;
+  /**
+   * With http.workers above 1: the workers count the HTTP requests (the
+   * routes here then count none), /metrics adds theirs to this process's
+   * metrics, and the status says how many serve.
+   */
+  readonly httpWorkers?: HttpWorkersView;
+}
+
+/** What the owner of http.workers knows of its workers. */
+export interface HttpWorkersView {
+  /** Each running worker's HTTP metrics (prom-client's JSON form). */
+  metrics(): Promise<MetricJson[]>;
+  /** Workers configured, and those running now. */
+  count(): { readonly configured: number; readonly running: number };
 }
 
 /** Everything the daemon runs besides the HTTP and TFTP servers, wired together. */
@@ -93,7 +107,16 @@ export function createOps(options: OpsOptions): Ops {
     random: options.random,
   });
   const readiness = new Readiness(dataDir);
-  const statusDeps: StatusDeps = { config: options.config, coordinator, catalog, storeTotals, scheduler, version };
+  const httpWorkers = options.httpWorkers;
+  const statusDeps: StatusDeps = {
+    config: options.config,
+    coordinator,
+    catalog,
+    storeTotals,
+    scheduler,
+    version,
+    httpWorkers: httpWorkers ? () => httpWorkers.count() : undefined,
+  };
   const observeHttp = httpMetricsMiddleware(metrics, { prefix: () => options.config().http.prefix });
 
   return {
@@ -105,9 +128,9 @@ export function createOps(options: OpsOptions): Ops {
     storeTotals,
     observeHttp,
     routes(app: Express) {
-      app.use(observeHttp);
+      if (!options.httpWorkers) app.use(observeHttp);
       app.get('/metrics', async (_req: Request, res: Response) => {
-        const { contentType, body } = await metrics.exposition();
+        const { contentType, body } = await metrics.exposition(await options.httpWorkers?.metrics());
         res.setHeader('Cache-Control', 'no-store');
         res.type(contentType).send(body);
       });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { PROJECT_ROOT } from '../config/load.js';
 import type { SyncHooks } from '../mirror/sync.js';
 import type { SnapshotCatalog } from './catalog.js';
@@ -243,11 +243,33 @@ export class MirrorMetrics {
     return () => this.tftpSources.delete(source);
   }
 
-  /** The exposition text and its content type, for GET /metrics. */
-  async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  /**
+   * The exposition text and its content type, for GET /metrics. `others`:
+   * the HTTP workers' counts (httpJson()), summed with this process's.
+   */
+  async exposition(others?: readonly MetricJson[]): Promise<{ contentType: string; body: string }> {
+    if (!others?.length) return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    // This process's own metrics as they are (prom-client's aggregation would drop or average some
+    // process metrics), then the HTTP metrics summed per series over the workers.
+    const own: string[] = [];
+    for (const m of this.registry.getMetricsAsArray()) {
+      if (!HTTP_METRIC_NAMES.has(m.name)) own.push(await this.registry.getSingleMetricAsString(m.name));
+    }
+    const summed = AggregatorRegistry.aggregate([...others]);
+    return { contentType: this.registry.contentType, body: `${own.join('\n\n')}\n\n${await summed.metrics()}` };
+  }
+
+  /** The HTTP request metrics alone, in the form exposition() sums: what an HTTP worker reports. */
+  async httpJson(): Promise<MetricJson> {
+    const all = (await this.registry.getMetricsAsJSON()) as MetricJson;
+    return all.filter((m) => HTTP_METRIC_NAMES.has(m.name));
   }
 }
+
+/** One registry's metrics as prom-client's getMetricsAsJSON() gives them (plain data: it crosses processes). */
+export type MetricJson = MetricObjectWithValues<MetricValue<string>>[];
+
+const HTTP_METRIC_NAMES: ReadonlySet<string> = new Set(['maas_mirror_http_request_duration_seconds', 'maas_mirror_http_sent_bytes_total']);
 
 export function createMetrics(options: MetricsOptions = {}): MirrorMetrics {
   return new MirrorMetrics(options);

@@ -119,7 +119,7 @@ export function renderStatusPage(status: PublicStatus, urls: MirrorUrls): SafeHt
 <main>
 <header>
 <h1>maas-mirror</h1>
-<p class="muted">version ${status.version} · current snapshot <code>${status.current ?? 'none yet'}</code> · ${fmtTime(status.time)}</p>
+<p class="muted">version ${status.version} · current snapshot <code>${status.current ?? 'none yet'}</code> · ${fmtTime(status.time)}${workersNote(status)}</p>
 </header>
 ${SECTIONS.map((section) => section(status, urls))}
 </main>
@@ -291,4 +291,10 @@ export function progressText(p: ProgressStatus): string {
 
 function fmtTime(iso: string): string {
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z').replace(/Z$/, ' UTC');
+}
+
+/** With http.workers above 1: how many serve now, of those configured. */
+function workersNote(status: PublicStatus): string {
+  const w = status.httpWorkers;
+  return w && w.configured > 1 ? ` · HTTP workers ${w.running} of ${w.configured}` : '';
 }

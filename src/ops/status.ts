@@ -83,6 +83,8 @@ export interface PublicStatus {
   readonly warnings: readonly SyncWarning[];
   /** Site-built images (maas-mirror images) the current snapshot publishes. */
   readonly localImages?: readonly ProductSummary[];
+  /** Processes serving HTTP (http.workers): configured, and running now. */
+  readonly httpWorkers?: { readonly configured: number; readonly running: number };
 }
 
 /** GET /api/v1/status (token required): the public status plus history, paths and the lock holder. */
@@ -101,6 +103,8 @@ export interface StatusDeps {
   readonly storeTotals?: StoreTotalsCache;
   readonly scheduler?: { readonly nextRunAt: Date | undefined };
   readonly version: string;
+  /** With http.workers above 1; one process serves otherwise. */
+  readonly httpWorkers?: () => { readonly configured: number; readonly running: number };
 }
 
 /** Reads the status from caches and a few cheap syscalls: cheap enough for a 2 s poll. */
@@ -143,6 +147,7 @@ export async function publicStatus(deps: StatusDeps): Promise<PublicStatus> {
     snapshots,
     warnings: deps.coordinator.history.find((r) => r.result !== 'locked' && r.result !== 'aborted')?.warnings ?? [],
     localImages: products.filter((p) => p.source === LOCAL_SOURCE),
+    httpWorkers: deps.httpWorkers?.() ?? { configured: 1, running: 1 },
   };
 }
 

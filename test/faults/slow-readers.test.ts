@@ -44,7 +44,8 @@ async function serve(extra: Record<string, unknown>): Promise<{ base: string; pi
   const file = await writeJsonConfig(join(env!.dir, `serve-${port}.json`), {
     dataDir: env!.dataDir,
     sources: [{ name: 'stable', url: env!.server.url, keyring: env!.key.keyring }],
-    http: { listen: `127.0.0.1:${port}`, ...extra },
+    // One serving process: its memory, descriptors and connection cap are what is measured.
+    http: { listen: `127.0.0.1:${port}`, workers: 1, ...extra },
     tftp: { enabled: false },
     schedule: { onStart: false, interval: '1h', jitter: '0s' },
   });
