@@ -2,6 +2,7 @@ import type { RemoteInfo, Socket, SocketType } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
+import { isMirrorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { TftpBindError, formatAddress } from './errors.js';
 import type { TftpClient, TftpOpen } from './files.js';
@@ -127,6 +128,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   /** Requests (address, port, file) answered within ANSWERED_WINDOW_MS. */
   private readonly answered = new LRUCache<string, true>({ max: ANSWERED_MAX, ttl: ANSWERED_WINDOW_MS });
   private sent = 0;
+  private noWorkerLoggedAt = 0;
   private stopping = false;
   private busyLogged = 0;
   private busySuppressed = 0;
@@ -177,7 +179,12 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   /** Binds every listen address; on any failure none stays bound. */
   async start(): Promise<TftpListen[]> {
     if (this.sockets.length > 0) throw new Error('TFTP server already started');
-    if (this.workers) await this.startWorkers(this.workers);
+    if (this.workers) {
+      await this.startWorkers(this.workers).catch((err: unknown) => {
+        // The main thread has an opener of its own: TFTP keeps working, on one core.
+        this.opts.logger.error({ code: isMirrorError(err) ? err.code : undefined, err }, 'TFTP worker threads could not start; transfers run in the main thread');
+      });
+    }
     const bound: TftpListen[] = [];
     try {
       for (const l of this.opts.listen) {
@@ -342,10 +349,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     reply: (code: number, message: string) => void,
   ): Promise<void> {
     const job = { name: slot.file ?? '', client: slot.client, mode: packet.mode, options: packet.options, host, type, started: slot.started };
-    if (this.pool) {
-      this.dispatch(slot, job, reply);
-      return;
-    }
+    if (this.pool && this.dispatch(slot, job, reply)) return;
     await serveRequest(this.opts.open, this.opts, this.opts.logger, {
       ...job,
       signal: slot.opening.signal,
@@ -359,19 +363,25 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     });
   }
 
-  /** Hands the slot's request to a worker thread; its messages come back as this slot's events. */
-  private dispatch(slot: Slot, job: WorkerJob, reply: (code: number, message: string) => void): void {
+  /**
+   * Hands the slot's request to a worker thread; its messages come back as this slot's events.
+   * False when no worker is ready (all restarting): the caller serves it in this thread.
+   */
+  private dispatch(slot: Slot, job: WorkerJob, reply: (code: number, message: string) => void): boolean {
     const remote = this.pool!.dispatch(job, {
       reply,
       end: (result, bytes, retransmits) => this.release(slot, result, bytes, retransmits),
     });
     if (!remote) {
-      reply(ErrorCode.undefined, 'server error, try again later');
-      this.opts.logger.error({ client: slot.client.address, file: slot.file }, 'TFTP request refused: no worker thread is running (they are being restarted)');
-      this.release(slot, 'error', 0, 0);
-      return;
+      const now = Date.now();
+      if (now - this.noWorkerLoggedAt >= BUSY_LOG_INTERVAL_MS) {
+        this.noWorkerLoggedAt = now;
+        this.opts.logger.warn({ client: slot.client.address, file: slot.file }, 'no TFTP worker thread is running (they are being restarted): transfers run in the main thread meanwhile');
+      }
+      return false;
     }
     slot.transfer = remote;
+    return true;
   }
 
   /**

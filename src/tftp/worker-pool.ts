@@ -84,7 +84,11 @@ export class WorkerPool {
   private rotate = 0;
   private stopping = false;
 
+  /** The opener new workers start with: the latest reloaded data. */
+  private opener: TftpWorkerOpener;
+
   constructor(private readonly o: WorkerPoolOptions) {
+    this.opener = o.opener;
     for (let i = 0; i < o.count; i++) {
       this.threads.push({ index: i, worker: undefined, ready: false, jobs: new Map(), bornAt: 0, crashes: 0, respawn: undefined, stopped: undefined });
     }
@@ -125,15 +129,18 @@ export class WorkerPool {
         if (thread.jobs.has(id)) post({ op: 'abort', id, message, result });
       },
     };
-    thread.jobs.set(id, remote);
     const { started, ...rest } = job;
     post({ op: 'transfer', id, ...rest, startedAt: performance.timeOrigin + started });
+    thread.jobs.set(id, remote);
     return remote;
   }
 
   /** Tells every worker to drop its caches, with new opener data or (undefined) the old. */
   reload(data: unknown): void {
-    for (const t of this.threads) if (t.ready) t.worker?.postMessage({ op: 'reload', data } satisfies ToWorker);
+    // A worker started later (a restart) must start from the new data, not from the first.
+    if (data !== undefined) this.opener = { ...this.opener, data };
+    // One still starting gets it too: its messages wait until it listens.
+    for (const t of this.threads) t.worker?.postMessage({ op: 'reload', data } satisfies ToWorker);
   }
 
   /** Aborts what still runs (the server waited for its deadline before), then ends the threads. */
@@ -170,13 +177,13 @@ export class WorkerPool {
     const from = this.rotate++ % n;
     for (let k = 0; k < n; k++) {
       const t = this.threads[(from + k) % n]!;
-      if (t.ready && (!best || t.jobs.size < best.jobs.size)) best = t;
+      if (t.ready && t.worker && (!best || t.jobs.size < best.jobs.size)) best = t;
     }
     return best;
   }
 
   private spawn(t: Thread): Promise<void> {
-    const data: WorkerStart = { index: t.index, opener: this.o.opener, settings: this.o.settings, logLevel: this.o.logger.level };
+    const data: WorkerStart = { index: t.index, opener: this.opener, settings: this.o.settings, logLevel: this.o.logger.level };
     const worker = newWorker(data);
     t.worker = worker;
     t.ready = false;
@@ -184,11 +191,14 @@ export class WorkerPool {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new TftpWorkerError(t.index, `not ready within ${READY_TIMEOUT_MS / 1000} s`));
+        if (t.worker === worker) t.worker = undefined;
         void worker.terminate();
       }, READY_TIMEOUT_MS);
       worker.on('message', (m: FromWorker) => {
         if (m.op === 'ready') {
           clearTimeout(timer);
+          // A ready that arrives after the start timed out belongs to a thread being terminated.
+          if (t.worker !== worker) return;
           t.ready = true;
           resolve();
           return;

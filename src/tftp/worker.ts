@@ -100,6 +100,9 @@ async function main(): Promise<void> {
         return;
       case 'evict': {
         const r = running.get(m.id);
+        // The client's first ACK may have crossed the eviction: an acknowledged transfer is not given up.
+        // Its slot is already free in the main thread, so the server holds one transfer more than its cap, briefly.
+        if (r?.transfer?.acknowledged) return;
         if (r?.transfer) r.transfer.evict();
         else cancel(m.id, 'evicted');
         return;

@@ -7,7 +7,7 @@ import { encodeAck, encodeRequest } from '../../src/tftp/packet.js';
 import { captureLogger } from '../http/fixture.js';
 import { sample } from '../ops/helpers.js';
 import { CRASH_OPENER_MODULE } from './crash-opener.js';
-import { directoryWorkers, random, run, sha256, tftpFixture, tmpOut, until, type UdpPeer } from './helpers.js';
+import { directoryWorkers, makeTree, random, run, sha256, tftpFixture, tmpOut, until, type UdpPeer } from './helpers.js';
 
 /**
  * tftp.workers: 2 with real sockets and real clients. Admission (limits,
@@ -173,5 +173,22 @@ describe('tftp.workers: 2', () => {
     for (const g of again) expect(g.sha256).toBe(sha256(files['grubx64.efi']));
     await until(() => s.ends.length === 8);
     expect(new Set(s.ends.slice(2).map((e) => e.worker))).toEqual(new Set([0, 1]));
+  });
+
+  it('a worker started again after a crash serves the configuration reloaded before it, not the first one', async () => {
+    const { logger, lines } = captureLogger('info');
+    const s = await fx.server({
+      workers: { count: 2, opener: { module: CRASH_OPENER_MODULE, name: 'crashingOpener', data: fx.dir } },
+      logger,
+    });
+    const later = await makeTree({ 'only-later.bin': random(2000) });
+    fx.cleanups.push(later.cleanup);
+    s.server.invalidate(later.dir);
+    const crasher = await fx.peer();
+    crasher.send(encodeRequest('rrq', 'crash', 'octet'), s.port);
+    await until(() => lines.some((l) => l.msg === 'TFTP worker thread started again'), 30_000);
+    // Round the workers: each must know the reloaded folder.
+    const got = await Promise.allSettled(Array.from({ length: 6 }, () => tftpGet({ host: '127.0.0.1', port: s.port, file: 'only-later.bin' })));
+    expect(got.map((g) => g.status)).toEqual(Array(6).fill('fulfilled'));
   });
 });
