@@ -153,7 +153,7 @@ describe('serve: the process', () => {
     p.stdout.on('data', (d) => (log += d));
     p.stderr.on('data', (d) => (log += d));
     const waitFor = async (re: RegExp) => {
-      for (let i = 0; i < 200 && !re.test(log); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 600 && !re.test(log); i++) await new Promise((r) => setTimeout(r, 50));
       expect(log).toMatch(re);
     };
     await waitFor(/published a new snapshot/);
