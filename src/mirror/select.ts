@@ -38,7 +38,7 @@ export interface Selection {
  * version counts when at least one of its items passes the filters, as with
  * sstream-mirror.
  */
-export function selectContent(source: SourceConfig, content: SourceContent): Selection {
+export function selectContent(source: SourceConfig, content: SourceContent, items: readonly FlatItem[] = flattenProducts(content.doc)): Selection {
   const byProduct = new Map<string, Map<string, FlatItem[]>>();
   const problems: { path: string; message: string }[] = [];
   const seenPaths = new Map<string, FlatItem>();
@@ -48,7 +48,7 @@ export function selectContent(source: SourceConfig, content: SourceContent): Sel
     problems.push({ path: item.path, message });
     rejected.add(JSON.stringify([item.productId, item.versionName]));
   };
-  for (const item of flattenProducts(content.doc)) {
+  for (const item of items) {
     if (!matchesGroups(source.filters, item.fields)) continue;
     try {
       assertSafeItemPath(item.path, `${content.contentId} ${item.productId} ${item.versionName} ${item.itemName}`);

@@ -14,7 +14,9 @@ import { buildModel, type ContentBuild, type PublishModel } from './next-tree.js
 import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalContent } from './local-images.js';
 import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { checkSpace, type SpaceCheck } from './space.js';
-import type { SourceMetadata } from './source.js';
+import type { SourceContent, SourceMetadata } from './source.js';
+import { flattenProducts } from '../simplestreams/flatten.js';
+import type { FlatItem } from '../simplestreams/types.js';
 import { diffVersions } from './version-diff.js';
 import { readPublished, type Published } from './published.js';
 import { SyncProgress } from './progress.js';
@@ -25,7 +27,7 @@ import { fetchMissing } from './sync/fetch.js';
 import { publishDecision } from './sync/publish-step.js';
 import { readSources, type SourcesRead } from './sync/read-sources.js';
 import { failureOf, type SourceReport, type SyncFailure, type SyncReport } from './sync/report.js';
-import { selectAll } from './sync/select-all.js';
+import { selectAll, type SelectedAll } from './sync/select-all.js';
 import { takeInventory } from './sync/inventory.js';
 
 export type { SyncFailure, SyncReport } from './sync/report.js';
@@ -104,8 +106,7 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
   progress.setPhase('metadata');
   const previous = await readPublished(layout);
   const read = await readSources(run, previous);
-  const warnings = warnFilters(read.metas, run.log);
-  const selection = selectAll(read.metas, previous, config.images.contentId);
+  const { warnings, selection } = warnAndSelect(read.metas, previous, config.images.contentId, run.log);
   // Site-built images ride along as the current snapshot lists them (see local-images.ts).
   const previousLocal = localContentOf(previous?.contents.values() ?? []);
   failures.list.push(...selection.failures);
@@ -284,11 +285,20 @@ function sourceResults(run: SyncRun, read: SourcesRead): SourceReport[] {
   });
 }
 
-/** Unmatched filter terms and contentIds of every source read, each logged. */
-function warnFilters(metas: readonly SourceMetadata[], log: Logger): SyncWarning[] {
-  const out = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents));
-  for (const w of out) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
-  return out;
+/**
+ * Phase 2: the unmatched filter terms and contentIds of every source read (each logged), and the
+ * selection. Each products file is flattened once for both, and the flat items let go after.
+ */
+function warnAndSelect(metas: readonly SourceMetadata[], previous: Published | undefined, localContentId: string, log: Logger): { warnings: SyncWarning[]; selection: SelectedAll } {
+  const flat = new Map<SourceContent, readonly FlatItem[]>();
+  const flatOf = (c: SourceContent): readonly FlatItem[] => {
+    let items = flat.get(c);
+    if (!items) flat.set(c, (items = flattenProducts(c.doc)));
+    return items;
+  };
+  const warnings = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents, flatOf));
+  for (const w of warnings) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
+  return { warnings, selection: selectAll(metas, previous, localContentId, flatOf) };
 }
 
 /** Products the tree about to be published no longer lists, said before it is published. */

@@ -17,8 +17,20 @@ function scalars(level: Record<string, unknown>): [string, Scalar][] {
   return out;
 }
 
-// Object.fromEntries, not assignment: a field named "__proto__" must stay a field.
-const merge = (...levels: [string, Scalar][][]): Record<string, Scalar> => Object.fromEntries(levels.flat());
+/**
+ * `base` with `levels` laid over it, a later field overriding (and keeping its place). A field named
+ * "__proto__" is defined, not assigned: it must stay a field.
+ */
+function over(base: Record<string, Scalar>, ...levels: [string, Scalar][][]): Record<string, Scalar> {
+  const out = { ...base };
+  for (const level of levels) {
+    for (const [k, v] of level) {
+      if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      else out[k] = v;
+    }
+  }
+  return out;
+}
 
 /**
  * Every item with its inherited fields, as python simplestreams'
@@ -34,11 +46,12 @@ const merge = (...levels: [string, Scalar][][]): Record<string, Scalar> => Objec
  */
 export function flattenProducts(doc: ProductsDocument): FlatItem[] {
   const out: FlatItem[] = [];
-  const top = scalars(doc);
+  // Each level's fields merged once, then copied per item: 40,000 items share a few thousand merges.
+  const top = over({}, scalars(doc));
   for (const [productId, product] of Object.entries(doc.products)) {
-    const p = [...top, ...scalars(product), ['product_name', productId] as [string, Scalar]];
+    const p = over(top, scalars(product), [['product_name', productId]]);
     for (const [versionName, version] of Object.entries(product.versions)) {
-      const v = [...p, ...scalars(version), ['version_name', versionName] as [string, Scalar]];
+      const v = over(p, scalars(version), [['version_name', versionName]]);
       for (const [itemName, item] of Object.entries(version.items)) {
         out.push({
           contentId: doc.content_id,
@@ -48,7 +61,7 @@ export function flattenProducts(doc: ProductsDocument): FlatItem[] {
           path: item.path,
           sha256: item.sha256,
           size: item.size,
-          fields: merge(v, scalars(item), [['item_name', itemName]]),
+          fields: over(v, scalars(item), [['item_name', itemName]]),
         });
       }
     }
