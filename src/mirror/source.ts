@@ -7,7 +7,7 @@ import { parseRfc2822 } from '../simplestreams/dates.js';
 import { parseIndex, parseProducts } from '../simplestreams/parse.js';
 import { assertSafeItemPath } from '../simplestreams/paths.js';
 import type { IndexDocument, IndexEntry, ProductsDocument } from '../simplestreams/types.js';
-import type { SourceState, StateStore } from '../store/state.js';
+import type { DocumentState, SourceState, StateStore } from '../store/state.js';
 import type { UpstreamClient } from './client.js';
 import { isFolderSource, readFolderDocument } from './folder.js';
 import { fetchDocument, type FetchDocumentOptions, type FetchedDocument } from './metadata.js';
@@ -32,8 +32,13 @@ export interface SourceMetadata {
   readonly state: SourceState;
 }
 
+/** Documents already fetched this sync (by URL), with the validators they were asked for with. */
+export type Prefetched = ReadonlyMap<string, { readonly validators: DocumentState; readonly got: FetchedDocument }>;
+
 export interface ReadSourceOptions {
   client: UpstreamClient;
+  /** Taken instead of a new request when the saved validators are the ones it was asked for with. */
+  prefetched?: Prefetched;
   state: StateStore;
   logger: Logger;
   retries: number;
@@ -71,12 +76,16 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     const url = joinUrl(source.url, relPath);
     const prev = previous.documents[relPath];
     requests++;
-    const got = await fetchOne(url, {
-      retries: opts.retries,
-      previous: prev,
-      signal: opts.signal,
-      onRetry: opts.onRetry,
-    });
+    const early = opts.prefetched?.get(url);
+    const got =
+      early && sameValidators(early.validators, prev)
+        ? early.got
+        : await fetchOne(url, {
+            retries: opts.retries,
+            previous: prev,
+            signal: opts.signal,
+            onRetry: opts.onRetry,
+          });
     let raw: string | undefined;
     if (!got.changed) raw = prev?.textSha256 ? await opts.state.readText(prev.textSha256) : undefined;
     let fresh = got.changed;
@@ -147,4 +156,8 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc });
   }
   return { source, index, contents, changedDocuments: changed, requests, state: next };
+}
+
+function sameValidators(a: DocumentState, b: DocumentState | undefined): boolean {
+  return b !== undefined && a.etag === b.etag && a.lastModified === b.lastModified && a.textSha256 === b.textSha256;
 }
