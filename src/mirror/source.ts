@@ -32,8 +32,11 @@ export interface SourceMetadata {
   readonly state: SourceState;
 }
 
-/** Documents already fetched this sync (by URL), with the validators they were asked for with. */
-export type Prefetched = ReadonlyMap<string, { readonly validators: DocumentState; readonly got: FetchedDocument }>;
+/**
+ * Documents already asked for this sync (by URL), with the validators they were asked for with,
+ * and what came back: the document, or the error its request ended in (after its retries).
+ */
+export type Prefetched = ReadonlyMap<string, { readonly validators: DocumentState; readonly got?: FetchedDocument; readonly error?: unknown }>;
 
 export interface ReadSourceOptions {
   client: UpstreamClient;
@@ -77,15 +80,13 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     const prev = previous.documents[relPath];
     requests++;
     const early = opts.prefetched?.get(url);
-    const got =
-      early && sameValidators(early.validators, prev)
-        ? early.got
-        : await fetchOne(url, {
-            retries: opts.retries,
-            previous: prev,
-            signal: opts.signal,
-            onRetry: opts.onRetry,
-          });
+    let got: FetchedDocument;
+    if (early && sameValidators(early.validators, prev)) {
+      if (!early.got) throw early.error;
+      got = early.got;
+    } else {
+      got = await fetchOne(url, { retries: opts.retries, previous: prev, signal: opts.signal, onRetry: opts.onRetry });
+    }
     let raw: string | undefined;
     if (!got.changed) raw = prev?.textSha256 ? await opts.state.readText(prev.textSha256) : undefined;
     let fresh = got.changed;

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../../config/load.js';
-import { errnoOf } from '../../errors.js';
+import { AbortedError, errnoOf } from '../../errors.js';
 import { GENERATED_KEY_FILE, PUBLIC_ARMORED_FILE, PUBLIC_BINARY_FILE } from '../../pgp/keys.js';
 import { writeFileAtomic } from '../../store/fsutil.js';
 import type { Layout } from '../../store/layout.js';
 import { readManifest } from '../../store/manifest.js';
 import { currentSnapshotId } from '../../store/snapshots.js';
-import type { DocumentState } from '../../store/state.js';
+import { StateStore, type DocumentState } from '../../store/state.js';
 import { isFolderSource, readFolderDocument } from '../folder.js';
 import { fetchDocument, type FetchedDocument } from '../metadata.js';
 import type { SyncWarning } from '../selection-warnings.js';
@@ -46,7 +47,7 @@ export type Probe =
  * request twice.
  */
 export async function probeUnchanged(run: SyncRun): Promise<Probe> {
-  const prefetched = new Map<string, { validators: DocumentState; got: FetchedDocument }>();
+  const prefetched = new Map<string, { validators: DocumentState; got?: FetchedDocument; error?: unknown }>();
   const no = (why: string): Probe => ({ proven: false, why, prefetched });
   const { layout, config } = run;
   const record = await readRecord(layout);
@@ -60,19 +61,29 @@ export async function probeUnchanged(run: SyncRun): Promise<Probe> {
   const listed = new Map<string, undefined>();
   for (const f of Object.values(manifest.files)) if (f.held) listed.set(f.sha256, undefined);
   if ((await run.store.holding(listed)).size !== listed.size) return no('a file of the current snapshot left the store');
+  for (const source of config.sources) {
+    // The source's own state, as the full sync would read it: damaged, it is the full sync's to report.
+    const saved = await new StateStore(layout, source.name, true).load().catch(() => undefined);
+    if (!saved || !isDeepStrictEqual(saved.documents, record.documents[source.name])) return no(`the state of source ${source.name} changed`);
+  }
   const requests = new Map<string, number>();
   for (const source of config.sources) {
     const documents = Object.entries(record.documents[source.name] ?? {});
     if (documents.length === 0) return no(`nothing recorded for source ${source.name}`);
     for (const [relPath, validators] of documents) {
       const url = joinUrl(source.url, relPath);
-      // No retries: a source that fails is the full sync's to retry and report.
-      const opts = { retries: 0, previous: validators, signal: run.opts.signal };
-      const got = await (isFolderSource(url) ? readFolderDocument(url, opts) : fetchDocument(run.client, url, opts)).catch(() => undefined);
-      if (!got) return no(`${url} could not be read`);
-      requests.set(source.name, (requests.get(source.name) ?? 0) + 1);
-      prefetched.set(url, { validators, got });
-      if (got.changed) return no(`${url} changed`);
+      // Asked for as the full sync asks (same retries): what comes back, even an error, is handed to it.
+      const opts = { retries: config.download.retries, previous: validators, signal: run.opts.signal, onRetry: () => run.hooks.onRetry?.(source.name) };
+      try {
+        const got = await (isFolderSource(url) ? readFolderDocument(url, opts) : fetchDocument(run.client, url, opts));
+        requests.set(source.name, (requests.get(source.name) ?? 0) + 1);
+        prefetched.set(url, { validators, got });
+        if (got.changed) return no(`${url} changed`);
+      } catch (error) {
+        if (error instanceof AbortedError) throw error;
+        prefetched.set(url, { validators, error });
+        return no(`${url} could not be read`);
+      }
     }
   }
   return { proven: true, snapshot: record.snapshot, requests, warnings: record.warnings };
