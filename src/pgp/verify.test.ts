@@ -48,6 +48,17 @@ describe('verifyClearsigned', () => {
     }
   });
 
+  it('clear-signs texts that need escaping so that gpgv accepts them and prints back the text', async () => {
+    for (const [i, text] of TRICKY.entries()) {
+      const file = join(dir, `tricky-${i}.sjson`);
+      await writeFile(file, await clearsign(text, key));
+      const out = await run('gpgv', ['--keyring', join(dir, 'up.gpg'), '--output', '-', file], { encoding: 'buffer' });
+      // gpgv (exit 0: a good signature) prints the signed text as signed: CRLF line ends, no trailing blanks.
+      const printed = out.stdout.toString('utf8').replace(/\r\n/g, '\n');
+      expect(printed.startsWith(text.replace(/[ \t\r]+$/gm, '').replace(/\r\n/g, '\n')), JSON.stringify([text, printed])).toBe(true);
+    }
+  });
+
   it('reads a message clear-signed by gpg, with CRLF line ends in transit', async () => {
     const home = join(dir, 'gnupg');
     const env = { ...process.env, GNUPGHOME: home };
