@@ -49,7 +49,8 @@ export function selectContent(source: SourceConfig, content: SourceContent, item
     rejected.add(JSON.stringify([item.productId, item.versionName]));
   };
   for (const item of items) {
-    if (!matchesGroups(source.filters, item.fields)) continue;
+    // Fields are merged when read (simplestreams/flatten.ts): without filters there is nothing to read them for.
+    if (source.filters.length > 0 && !matchesGroups(source.filters, item.fields)) continue;
     try {
       assertSafeItemPath(item.path, `${content.contentId} ${item.productId} ${item.versionName} ${item.itemName}`);
     } catch (err) {
@@ -81,14 +82,10 @@ export function selectContent(source: SourceConfig, content: SourceContent, item
         productId,
         version,
         items: items.map((i) => i.itemName),
-        files: items.map((i) => ({
-          source: source.name,
-          path: i.path,
-          url: joinUrl(source.url, i.path),
-          sha256: i.sha256,
-          size: i.size,
-          ftype: typeof i.fields.ftype === 'string' ? i.fields.ftype : undefined,
-        })),
+        files: items.map((i) => {
+          const ftype = i.fields.ftype;
+          return { source: source.name, path: i.path, url: joinUrl(source.url, i.path), sha256: i.sha256, size: i.size, ftype: typeof ftype === 'string' ? ftype : undefined };
+        }),
       });
     }
   }
