@@ -19,6 +19,8 @@ export interface SourceContent {
   /** The entry path without its .json/.sjson extension, e.g. streams/v1/<content id>. */
   readonly basePath: string;
   readonly doc: ProductsDocument;
+  /** Length of the document's text: what its published forms take, near enough, without serialising it again. */
+  readonly textLength?: number;
 }
 
 export interface SourceMetadata {
@@ -154,7 +156,7 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
       throw new MetadataError(url, `content_id is ${doc.content_id}, but the index lists it as ${contentId}`);
     }
     checkDate(entry.path, doc.updated);
-    contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc });
+    contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc, textLength: docText.length });
   }
   return { source, index, contents, changedDocuments: changed, requests, state: next };
 }

@@ -353,7 +353,7 @@ function warnDropped(previous: Published | undefined, model: PublishModel, metas
 
 /** An upper bound of the metadata a publish writes, only computed when there is something to fetch. */
 function metadataBytes(builds: readonly ContentBuild[]): () => number {
-  return () => builds.reduce((n, b) => n + JSON.stringify(b.upstream).length, 0);
+  return () => builds.reduce((n, b) => n + (b.upstreamLength ?? JSON.stringify(b.upstream).length), 0);
 }
 
 function spaceFailure(space: SpaceCheck | undefined, dataDir: string): SyncFailure | undefined {

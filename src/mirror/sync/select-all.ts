@@ -77,6 +77,7 @@ export function selectAll(
         basePath: content.basePath,
         entry: content.entry,
         upstream: content.doc,
+        upstreamLength: content.textLength,
         selected: versions,
         previous: previous?.contents.get(content.contentId)?.doc,
       });
