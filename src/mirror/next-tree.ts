@@ -32,6 +32,8 @@ export interface ContentBuild {
   readonly entry: IndexEntry;
   /** Upstream's document (for product and version fields). */
   readonly upstream: ProductsDocument;
+  /** Length of upstream's document text, when known (the disk space check's estimate). */
+  readonly upstreamLength?: number;
   readonly selected: readonly SelectedVersion[];
   /** The same content as the current snapshot published it, if it did. */
   readonly previous?: ProductsDocument;

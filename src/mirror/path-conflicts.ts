@@ -55,8 +55,9 @@ class TreePaths {
 
 /** "a/b/c" → ["a", "a/b"]. */
 function foldersOf(path: string): string[] {
-  const parts = path.split('/');
-  return parts.slice(1).map((_, i) => parts.slice(0, i + 1).join('/'));
+  const out: string[] = [];
+  for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i));
+  return out;
 }
 
 /**

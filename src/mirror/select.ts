@@ -38,7 +38,7 @@ export interface Selection {
  * version counts when at least one of its items passes the filters, as with
  * sstream-mirror.
  */
-export function selectContent(source: SourceConfig, content: SourceContent): Selection {
+export function selectContent(source: SourceConfig, content: SourceContent, items: readonly FlatItem[] = flattenProducts(content.doc)): Selection {
   const byProduct = new Map<string, Map<string, FlatItem[]>>();
   const problems: { path: string; message: string }[] = [];
   const seenPaths = new Map<string, FlatItem>();
@@ -48,8 +48,9 @@ export function selectContent(source: SourceConfig, content: SourceContent): Sel
     problems.push({ path: item.path, message });
     rejected.add(JSON.stringify([item.productId, item.versionName]));
   };
-  for (const item of flattenProducts(content.doc)) {
-    if (!matchesGroups(source.filters, item.fields)) continue;
+  for (const item of items) {
+    // Fields are merged when read (simplestreams/flatten.ts): without filters there is nothing to read them for.
+    if (source.filters.length > 0 && !matchesGroups(source.filters, item.fields)) continue;
     try {
       assertSafeItemPath(item.path, `${content.contentId} ${item.productId} ${item.versionName} ${item.itemName}`);
     } catch (err) {
@@ -81,14 +82,10 @@ export function selectContent(source: SourceConfig, content: SourceContent): Sel
         productId,
         version,
         items: items.map((i) => i.itemName),
-        files: items.map((i) => ({
-          source: source.name,
-          path: i.path,
-          url: joinUrl(source.url, i.path),
-          sha256: i.sha256,
-          size: i.size,
-          ftype: typeof i.fields.ftype === 'string' ? i.fields.ftype : undefined,
-        })),
+        files: items.map((i) => {
+          const ftype = i.fields.ftype;
+          return { source: source.name, path: i.path, url: joinUrl(source.url, i.path), sha256: i.sha256, size: i.size, ftype: typeof ftype === 'string' ? ftype : undefined };
+        }),
       });
     }
   }

@@ -2,7 +2,7 @@ import type { Config, SourceConfig } from '../config/load.js';
 import { FilterUnmatchedWarning, ProductDroppedWarning } from '../errors.js';
 import { flattenProducts } from '../simplestreams/flatten.js';
 import { nearest, unmatchedFilters, type UnmatchedFilter } from '../simplestreams/unmatched.js';
-import type { IndexDocument } from '../simplestreams/types.js';
+import type { FlatItem, IndexDocument } from '../simplestreams/types.js';
 import type { PublishModel } from './next-tree.js';
 import type { Published } from './published.js';
 import type { SourceContent } from './source.js';
@@ -26,7 +26,12 @@ const SHOWN = 20;
  * Every filter term and contentIds pattern of a source that matches nothing
  * its upstream offers, with the nearest values it does offer.
  */
-export function filterWarnings(source: SourceConfig, index: IndexDocument, contents: readonly SourceContent[]): SyncWarning[] {
+export function filterWarnings(
+  source: SourceConfig,
+  index: IndexDocument,
+  contents: readonly SourceContent[],
+  flatOf: (content: SourceContent) => readonly FlatItem[] = (c) => flattenProducts(c.doc),
+): SyncWarning[] {
   const out: SyncWarning[] = [];
   const ids = Object.entries(index.index)
     .filter(([, e]) => e.format === 'products:1.0')
@@ -37,7 +42,9 @@ export function filterWarnings(source: SourceConfig, index: IndexDocument, conte
     const suggestions = nearest(re.source.replace(/[\\^$()|*+?[\]{}]/g, ''), ids);
     out.push(warning(source.name, `contentIds ${re.source}`, suggestions, `${didYouMean(suggestions)}content ids upstream offers: ${shown(ids)}`));
   }
-  const items = contents.flatMap((c) => flattenProducts(c.doc));
+  // No filter term, nothing to miss: the items need not be flattened.
+  if (source.filters.length === 0) return out;
+  const items = contents.flatMap((c) => flatOf(c));
   for (const u of unmatchedFilters(source.filters, items)) out.push(warning(source.name, u.term, u.suggestions, detail(u)));
   return out;
 }

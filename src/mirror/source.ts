@@ -8,7 +8,7 @@ import { parseRfc2822 } from '../simplestreams/dates.js';
 import { parseIndex, parseProducts } from '../simplestreams/parse.js';
 import { assertSafeItemPath } from '../simplestreams/paths.js';
 import type { IndexDocument, IndexEntry, ProductsDocument } from '../simplestreams/types.js';
-import type { SourceState, StateStore } from '../store/state.js';
+import type { DocumentState, SourceState, StateStore } from '../store/state.js';
 import type { UpstreamClient } from './client.js';
 import { isFolderSource, readFolderDocument } from './folder.js';
 import { fetchDocument, type FetchDocumentOptions, type FetchedDocument } from './metadata.js';
@@ -23,6 +23,8 @@ export interface SourceContent {
   /** The entry path without its .json/.sjson extension, e.g. streams/v1/<content id>. */
   readonly basePath: string;
   readonly doc: ProductsDocument;
+  /** Length of the document's text: what its published forms take, near enough, without serialising it again. */
+  readonly textLength?: number;
 }
 
 export interface SourceMetadata {
@@ -36,8 +38,16 @@ export interface SourceMetadata {
   readonly state: SourceState;
 }
 
+/**
+ * Documents already asked for this sync (by URL), with the validators they were asked for with,
+ * and what came back: the document, or the error its request ended in (after its retries).
+ */
+export type Prefetched = ReadonlyMap<string, { readonly validators: DocumentState; readonly got?: FetchedDocument; readonly error?: unknown }>;
+
 export interface ReadSourceOptions {
   client: UpstreamClient;
+  /** Taken instead of a new request when the saved validators are the ones it was asked for with. */
+  prefetched?: Prefetched;
   state: StateStore;
   logger: Logger;
   retries: number;
@@ -75,12 +85,14 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
     const url = joinUrl(source.url, relPath);
     const prev = previous.documents[relPath];
     requests++;
-    const got = await fetchOne(url, {
-      retries: opts.retries,
-      previous: prev,
-      signal: opts.signal,
-      onRetry: opts.onRetry,
-    });
+    const early = opts.prefetched?.get(url);
+    let got: FetchedDocument;
+    if (early && sameValidators(early.validators, prev)) {
+      if (!early.got) throw early.error;
+      got = early.got;
+    } else {
+      got = await fetchOne(url, { retries: opts.retries, previous: prev, signal: opts.signal, onRetry: opts.onRetry });
+    }
     let raw: string | undefined;
     if (!got.changed) raw = prev?.textSha256 ? await opts.state.readText(prev.textSha256) : undefined;
     let fresh = got.changed;
@@ -156,7 +168,11 @@ export async function readSource(source: SourceConfig, opts: ReadSourceOptions):
       throw new MetadataError(url, `content_id is ${doc.content_id}, but the index lists it as ${contentId}`);
     }
     checkDate(entry.path, doc.updated);
-    contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc });
+    contents.push({ contentId, entry, basePath: entry.path.replace(/\.s?json$/, ''), doc, textLength: docText.length });
   }
   return { source, index, contents, changedDocuments: changed, requests, state: next };
+}
+
+function sameValidators(a: DocumentState, b: DocumentState | undefined): boolean {
+  return b !== undefined && a.etag === b.etag && a.lastModified === b.lastModified && a.textSha256 === b.textSha256;
 }

@@ -1,5 +1,5 @@
-import { stat, statfs } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import type { Layout } from '../store/layout.js';
 import type { WantedFile } from './select.js';
 
@@ -37,8 +37,11 @@ export async function checkSpace(layout: Layout, missing: readonly WantedFile[],
   if (!fs) return undefined;
   let toFetch = 0;
   let resumable = 0;
+  // One listing of partial/, then a stat only for the files that have a partial one (not 40,000 at 10,000 products).
+  const parts = new Set(await readdir(layout.partialDir).catch(() => [] as string[]));
   for (const f of missing) {
     toFetch += f.size;
+    if (!parts.has(basename(layout.partial(f.sha256)))) continue;
     const part = await stat(layout.partial(f.sha256)).catch(() => undefined);
     if (part?.isFile()) resumable += Math.min(part.size, f.size);
   }

@@ -14,7 +14,9 @@ import { buildModel, type ContentBuild, type PublishModel } from './next-tree.js
 import { localContentOf, localWithoutClashes, upstreamContentsOf, withLocalContent } from './local-images.js';
 import { droppedWarnings, filterWarnings, type SyncWarning } from './selection-warnings.js';
 import { checkSpace, type SpaceCheck } from './space.js';
-import type { SourceMetadata } from './source.js';
+import type { SourceContent, SourceMetadata } from './source.js';
+import { flattenProducts } from '../simplestreams/flatten.js';
+import type { FlatItem } from '../simplestreams/types.js';
 import { diffVersions } from './version-diff.js';
 import { readPublished, type Published } from './published.js';
 import { SyncProgress } from './progress.js';
@@ -24,9 +26,10 @@ import { decidePublish } from './sync/decide.js';
 import { fetchMissing } from './sync/fetch.js';
 import { publishDecision } from './sync/publish-step.js';
 import { readSources, type SourcesRead } from './sync/read-sources.js';
-import { failureOf, type SourceReport, type SyncFailure, type SyncReport } from './sync/report.js';
-import { selectAll } from './sync/select-all.js';
+import { errMessage, failureOf, type SourceReport, type SyncFailure, type SyncReport } from './sync/report.js';
+import { selectAll, type SelectedAll } from './sync/select-all.js';
 import { takeInventory } from './sync/inventory.js';
+import { forgetUnchanged, probeUnchanged, recordUnchanged, type Probe } from './sync/unchanged.js';
 
 export type { SyncFailure, SyncReport } from './sync/report.js';
 
@@ -102,10 +105,17 @@ type ReportBody = Omit<SyncReport, 'id' | 'startedAt' | 'finishedAt' | 'duration
 async function syncPhases(run: SyncRun): Promise<ReportBody> {
   const { layout, config, opts, progress, failures } = run;
   progress.setPhase('metadata');
+  const began = Date.now();
+  const probe = opts.dryRun ? undefined : await probeUnchanged(run);
+  if (probe?.proven) return keepUnchanged(run, probe, began);
+  if (probe) {
+    run.log.debug({ why: probe.why }, 'a full sync: nothing proves the current snapshot is in step with upstream');
+    await forgetUnchanged(layout);
+  }
   const previous = await readPublished(layout);
-  const read = await readSources(run, previous);
-  const warnings = warnFilters(read.metas, run.log);
-  const selection = selectAll(read.metas, previous, config.images.contentId);
+  const read = await readSources(run, previous, probe?.prefetched);
+  const { warnings, selection } = warnAndSelect(read.metas, previous, config.images.contentId, run.log);
+  const filterWarnings = [...warnings];
   // Site-built images ride along as the current snapshot lists them (see local-images.ts).
   const previousLocal = localContentOf(previous?.contents.values() ?? []);
   failures.list.push(...selection.failures);
@@ -179,6 +189,13 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
   for (const i of tree.incomplete) run.log.warn(i, 'version not published: some of its files are missing');
 
   const gc = await collect(run, published);
+  if (snapshot && failures.list.length === 0 && tree.incomplete.length === 0 && read.carried.length === 0) {
+    // In step with every input: the next sync can prove it has nothing to do (sync/unchanged.ts).
+    const documents = Object.fromEntries(read.metas.map((m) => [m.source.name, m.state.documents]));
+    await recordUnchanged(layout, config, snapshot, documents, filterWarnings).catch((err: unknown) =>
+      run.log.warn({ err: errMessage(err) }, 'could not record what current was made from; the next sync reads everything again'),
+    );
+  }
   progress.setPhase('done');
   const sources = [...read.failed, ...sourceResults(run, read)];
   return {
@@ -189,6 +206,33 @@ async function syncPhases(run: SyncRun): Promise<ReportBody> {
     plan: { changes: diffVersions(previous?.contents, tree.model.contents), filesToFetch: missing.length, bytesToFetch },
     downloaded,
     failures: failures.list,
+    warnings,
+    space,
+    gc,
+  };
+}
+
+/** A sync with nothing to do, proven by probeUnchanged: the current snapshot stays, gc runs as after any sync. */
+async function keepUnchanged(run: SyncRun, probe: Extract<Probe, { proven: true }>, began: number): Promise<ReportBody> {
+  const { log, config, hooks } = run;
+  log.info({ snapshot: probe.snapshot }, 'nothing changed upstream (every document answered 304; config, keys and store as before): the current snapshot stays');
+  const warnings = [...probe.warnings];
+  for (const w of warnings) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
+  const space = await checkSpace(run.layout, [], () => 0);
+  const sources = config.sources.map((s) => {
+    hooks.onSourceDone?.(s.name, 'ok', Date.now() - began);
+    return { name: s.name, result: 'ok' as const, requests: probe.requests.get(s.name) ?? 0, changedDocuments: 0 };
+  });
+  const gc = await collect(run, false);
+  run.progress.setPhase('done');
+  return {
+    result: run.failures.list.length === 0 ? 'ok' : 'partial',
+    snapshot: probe.snapshot,
+    published: false,
+    sources,
+    plan: { changes: [], filesToFetch: 0, bytesToFetch: 0 },
+    downloaded: { files: 0, bytes: 0 },
+    failures: run.failures.list,
     warnings,
     space,
     gc,
@@ -284,11 +328,20 @@ function sourceResults(run: SyncRun, read: SourcesRead): SourceReport[] {
   });
 }
 
-/** Unmatched filter terms and contentIds of every source read, each logged. */
-function warnFilters(metas: readonly SourceMetadata[], log: Logger): SyncWarning[] {
-  const out = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents));
-  for (const w of out) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
-  return out;
+/**
+ * Phase 2: the unmatched filter terms and contentIds of every source read (each logged), and the
+ * selection. Each products file is flattened once for both, and the flat items let go after.
+ */
+function warnAndSelect(metas: readonly SourceMetadata[], previous: Published | undefined, localContentId: string, log: Logger): { warnings: SyncWarning[]; selection: SelectedAll } {
+  const flat = new Map<SourceContent, readonly FlatItem[]>();
+  const flatOf = (c: SourceContent): readonly FlatItem[] => {
+    let items = flat.get(c);
+    if (!items) flat.set(c, (items = flattenProducts(c.doc)));
+    return items;
+  };
+  const warnings = metas.flatMap((m) => filterWarnings(m.source, m.index, m.contents, flatOf));
+  for (const w of warnings) log.warn({ source: w.source, code: w.code, term: w.term, suggestions: w.suggestions }, w.message);
+  return { warnings, selection: selectAll(metas, previous, localContentId, flatOf) };
 }
 
 /** Products the tree about to be published no longer lists, said before it is published. */
@@ -300,7 +353,7 @@ function warnDropped(previous: Published | undefined, model: PublishModel, metas
 
 /** An upper bound of the metadata a publish writes, only computed when there is something to fetch. */
 function metadataBytes(builds: readonly ContentBuild[]): () => number {
-  return () => builds.reduce((n, b) => n + JSON.stringify(b.upstream).length, 0);
+  return () => builds.reduce((n, b) => n + (b.upstreamLength ?? JSON.stringify(b.upstream).length), 0);
 }
 
 function spaceFailure(space: SpaceCheck | undefined, dataDir: string): SyncFailure | undefined {

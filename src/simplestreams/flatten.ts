@@ -1,4 +1,4 @@
-import type { FlatItem, ProductsDocument, Scalar } from './types.js';
+import type { FlatItem, Item, ProductsDocument, Scalar } from './types.js';
 
 /**
  * The fields of one level that take part in inheritance and filters, as
@@ -17,8 +17,20 @@ function scalars(level: Record<string, unknown>): [string, Scalar][] {
   return out;
 }
 
-// Object.fromEntries, not assignment: a field named "__proto__" must stay a field.
-const merge = (...levels: [string, Scalar][][]): Record<string, Scalar> => Object.fromEntries(levels.flat());
+/**
+ * `base` with `levels` laid over it, a later field overriding (and keeping its place). A field named
+ * "__proto__" is defined, not assigned: it must stay a field.
+ */
+function over(base: Record<string, Scalar>, ...levels: [string, Scalar][][]): Record<string, Scalar> {
+  const out = { ...base };
+  for (const level of levels) {
+    for (const [k, v] of level) {
+      if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      else out[k] = v;
+    }
+  }
+  return out;
+}
 
 /**
  * Every item with its inherited fields, as python simplestreams'
@@ -34,24 +46,47 @@ const merge = (...levels: [string, Scalar][][]): Record<string, Scalar> => Objec
  */
 export function flattenProducts(doc: ProductsDocument): FlatItem[] {
   const out: FlatItem[] = [];
-  const top = scalars(doc);
+  // Each level's fields merged once; an item's are laid over its version's when asked for.
+  const top = over({}, scalars(doc));
   for (const [productId, product] of Object.entries(doc.products)) {
-    const p = [...top, ...scalars(product), ['product_name', productId] as [string, Scalar]];
+    const p = over(top, scalars(product), [['product_name', productId]]);
     for (const [versionName, version] of Object.entries(product.versions)) {
-      const v = [...p, ...scalars(version), ['version_name', versionName] as [string, Scalar]];
+      const v = over(p, scalars(version), [['version_name', versionName]]);
       for (const [itemName, item] of Object.entries(version.items)) {
-        out.push({
-          contentId: doc.content_id,
-          productId,
-          versionName,
-          itemName,
-          path: item.path,
-          sha256: item.sha256,
-          size: item.size,
-          fields: merge(v, scalars(item), [['item_name', itemName]]),
-        });
+        out.push(new Flat(doc.content_id, productId, versionName, itemName, item, v));
       }
     }
   }
   return out;
+}
+
+/**
+ * One item. Its fields are merged each time they are read, not kept: held for 40,000 items (10,000
+ * products) they took some 70 MB, and every reader looks at them once or a few times, then lets go.
+ */
+class Flat implements FlatItem {
+  readonly path: string;
+  readonly sha256: string;
+  readonly size: number;
+  readonly #item: Item;
+  readonly #version: Record<string, Scalar>;
+
+  constructor(
+    readonly contentId: string,
+    readonly productId: string,
+    readonly versionName: string,
+    readonly itemName: string,
+    item: Item,
+    version: Record<string, Scalar>,
+  ) {
+    this.path = item.path;
+    this.sha256 = item.sha256;
+    this.size = item.size;
+    this.#item = item;
+    this.#version = version;
+  }
+
+  get fields(): Record<string, Scalar> {
+    return over(this.#version, scalars(this.#item), [['item_name', this.itemName]]);
+  }
 }

@@ -9,6 +9,18 @@ export interface BlobInfo {
   readonly size: number;
 }
 
+/** File system calls in flight at once in `holding`. */
+const FS_SLOTS = 32;
+
+/** Runs `work` on every element, FS_SLOTS at a time. */
+async function inSlots<T>(list: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < list.length; i = next++) await work(list[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(FS_SLOTS, list.length) }, worker));
+}
+
 /**
  * Content-addressed files: each verified file once, named by its sha256.
  * `adopt` (a rename of an fsynced, verified file) is the only way in, so the
@@ -33,6 +45,36 @@ export class BlobStore {
   async has(sha256: string, size?: number): Promise<boolean> {
     const s = await this.size(sha256);
     return s !== undefined && (size === undefined || s === size);
+  }
+
+  /**
+   * Which of these sha256s the store holds (with the size given, when one is): one listing per shard
+   * folder, then a stat only for the files it lists, rather than one stat per file wanted (40,000
+   * files at 10,000 products, most of them absent on a first sync).
+   */
+  async holding(sizes: ReadonlyMap<string, number | undefined>): Promise<Set<string>> {
+    const byShard = new Map<string, string[]>();
+    for (const sha of sizes.keys()) {
+      if (!SHA256_RE.test(sha)) continue;
+      const list = byShard.get(sha.slice(0, 2));
+      if (list) list.push(sha);
+      else byShard.set(sha.slice(0, 2), [sha]);
+    }
+    const listed: string[] = [];
+    await inSlots([...byShard], async ([shard, list]) => {
+      const entries = await readdir(join(this.layout.blobsDir, shard), { withFileTypes: true }).catch((err: unknown) => {
+        if (errnoOf(err) === 'ENOENT') return [];
+        throw err;
+      });
+      const files = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
+      for (const sha of list) if (files.has(sha)) listed.push(sha);
+    });
+    const held = new Set<string>();
+    await inSlots(listed, async (sha) => {
+      const size = sizes.get(sha);
+      if (size === undefined || (await this.has(sha, size))) held.add(sha);
+    });
+    return held;
   }
 
   /**

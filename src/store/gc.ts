@@ -4,6 +4,7 @@ import { isTempName, writeFileAtomic } from './fsutil.js';
 import { join } from 'node:path';
 import type { BlobStore } from './blobs.js';
 import type { Layout } from './layout.js';
+import type { SnapshotManifest } from './manifest.js';
 import { currentSnapshotId, keptManifests, pruneSnapshots } from './snapshots.js';
 
 export interface GcOptions {
@@ -68,9 +69,9 @@ export async function collectGarbage(opts: GcOptions): Promise<GcReport> {
   const now = opts.now ?? Date.now();
   const dry = opts.dryRun ?? false;
   let snapshotsRemoved: string[] = [];
-  const manifests = await keptManifests(layout);
-  let kept = manifests;
+  let kept: SnapshotManifest[] | undefined;
   if (dry) {
+    const manifests = await keptManifests(layout);
     const ids = manifests.map((m) => m.id).sort();
     const doomed = new Set(ids.slice(0, Math.max(0, ids.length - opts.keepSnapshots)));
     const cur = await currentSnapshotId(layout);
@@ -79,23 +80,27 @@ export async function collectGarbage(opts: GcOptions): Promise<GcReport> {
     kept = manifests.filter((m) => !doomed.has(m.id));
   } else {
     snapshotsRemoved = await pruneSnapshots(layout, opts.keepSnapshots);
-    kept = manifests.filter((m) => !snapshotsRemoved.includes(m.id));
     await removeLeftovers(layout);
   }
-  const referenced = new Set<string>();
-  for (const m of kept) for (const f of Object.values(m.files)) referenced.add(f.sha256);
-  // Files the last sync selected but could not publish yet (a version missing one item):
-  // deleting them would make the next sync download them again.
-  for (const sha of await readWanted(layout)) referenced.add(sha);
+  // Read even when the store is not walked: a damaged list is reported, not silently ignored.
+  const wanted = await readWanted(layout);
 
   let blobsRemoved = 0;
   let bytesFreed = 0;
   const walk = !opts.onlyIfPruned || snapshotsRemoved.length > 0;
-  for await (const b of walk ? store.list() : []) {
-    if (referenced.has(b.sha256)) continue;
-    blobsRemoved++;
-    bytesFreed += b.size;
-    if (!dry) await store.remove(b.sha256);
+  if (walk) {
+    // Read after pruning, and only when walking: each manifest lists every file (40,000 at 10,000 products).
+    kept ??= await keptManifests(layout);
+    // Files the last sync selected but could not publish yet (a version missing one item):
+    // deleting them would make the next sync download them again.
+    const referenced = new Set<string>(wanted);
+    for (const m of kept) for (const f of Object.values(m.files)) referenced.add(f.sha256);
+    for await (const b of store.list()) {
+      if (referenced.has(b.sha256)) continue;
+      blobsRemoved++;
+      bytesFreed += b.size;
+      if (!dry) await store.remove(b.sha256);
+    }
   }
 
   let partialsRemoved = 0;

@@ -14,6 +14,7 @@ import { join } from 'node:path';
  *   state/<source>.json             conditional-request validators, accepted dates
  *   state/_wanted.json              sha256s the last sync selected: gc keeps them
  *   state/_hold.json                left by rollback: syncs keep current there (see hold.ts)
+ *   state/_unchanged.json           what current was made from, so a resync can prove it has nothing to do
  *   state/_exports/<id>.json        what an export of snapshot <id> held, for a later --since
  *   state/_history.json             the daemon's recent sync records (status page)
  *   keys/                           the mirror's signing key (0600) and public key
@@ -70,6 +71,9 @@ export class Layout {
   }
   get holdFile(): string {
     return join(this.stateDir, '_hold.json');
+  }
+  get unchangedFile(): string {
+    return join(this.stateDir, '_unchanged.json');
   }
   exportRecord(id: string): string {
     return join(this.stateDir, '_exports', `${id}.json`);

@@ -78,7 +78,11 @@ export async function fetchMissing(run: SyncRun, missing: readonly WantedFile[],
     }
   };
   try {
-    for (const f of missing) void queue.add(() => fetchOne(f));
+    for (const f of missing) {
+      // Fed as slots free up: 40,000 waiting tasks (closures and promises) would sit in memory for the whole download.
+      await queue.onSizeLessThan(config.download.concurrency);
+      void queue.add(() => fetchOne(f));
+    }
     await queue.onIdle();
   } finally {
     await hashes?.close();

@@ -2,7 +2,7 @@ import { AbortedError } from '../../errors.js';
 import { StateStore } from '../../store/state.js';
 import type { PublishContent } from '../next-tree.js';
 import type { Published } from '../published.js';
-import { readSource, type SourceMetadata } from '../source.js';
+import { readSource, type Prefetched, type SourceMetadata } from '../source.js';
 import type { SyncRun } from './context.js';
 import type { SourceReport } from './report.js';
 
@@ -18,7 +18,7 @@ export interface SourcesRead {
 }
 
 /** Phase 1: fetch and verify every source's index and products files. A source that fails is carried. */
-export async function readSources(run: SyncRun, previous: Published | undefined): Promise<SourcesRead> {
+export async function readSources(run: SyncRun, previous: Published | undefined, prefetched?: Prefetched): Promise<SourcesRead> {
   const { config, opts, hooks } = run;
   const out: SourcesRead = { metas: [], carried: [], failed: [], startedAt: new Map() };
   for (const source of config.sources) {
@@ -27,6 +27,7 @@ export async function readSources(run: SyncRun, previous: Published | undefined)
     try {
       const meta = await readSource(source, {
         client: run.client,
+        prefetched,
         state: new StateStore(run.layout, source.name, opts.dryRun),
         logger: slog,
         retries: config.download.retries,

@@ -2,7 +2,9 @@ import { REPORT_CODES } from '../../errors.js';
 import type { ContentBuild } from '../next-tree.js';
 import type { Published } from '../published.js';
 import { selectContent, type WantedFile } from '../select.js';
-import type { SourceMetadata } from '../source.js';
+import { flattenProducts } from '../../simplestreams/flatten.js';
+import type { FlatItem } from '../../simplestreams/types.js';
+import type { SourceContent, SourceMetadata } from '../source.js';
 import type { SyncFailure } from './report.js';
 
 export interface SelectedAll {
@@ -16,7 +18,12 @@ export interface SelectedAll {
  * Phase 2 (pure): apply every source's filters and version limits. One content id comes from one
  * source, and one path holds one content: what breaks either is left out and reported.
  */
-export function selectAll(metas: readonly SourceMetadata[], previous: Published | undefined, localContentId: string): SelectedAll {
+export function selectAll(
+  metas: readonly SourceMetadata[],
+  previous: Published | undefined,
+  localContentId: string,
+  flatOf: (content: SourceContent) => readonly FlatItem[] = (c) => flattenProducts(c.doc),
+): SelectedAll {
   const out: SelectedAll = { builds: [], wanted: new Map(), failures: [] };
   const pathOwner = new Map<string, WantedFile>();
   const contentOwner = new Map<string, string>();
@@ -40,7 +47,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
         continue;
       }
       contentOwner.set(content.contentId, meta.source.name);
-      const sel = selectContent(meta.source, content);
+      const sel = selectContent(meta.source, content, flatOf(content));
       for (const p of sel.problems) {
         out.failures.push({ source: meta.source.name, code: REPORT_CODES.metadataInvalid, message: p.message, path: p.path });
       }
@@ -70,6 +77,7 @@ export function selectAll(metas: readonly SourceMetadata[], previous: Published 
         basePath: content.basePath,
         entry: content.entry,
         upstream: content.doc,
+        upstreamLength: content.textLength,
         selected: versions,
         previous: previous?.contents.get(content.contentId)?.doc,
       });
