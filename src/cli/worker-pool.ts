@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { HttpWorkersView, MetricJson } from '../ops/index.js';
@@ -8,6 +9,9 @@ import { isFromWorker, type FromWorker, type ToWorker } from './worker-messages.
 export const RESPAWN_BACKOFF = { firstMs: 1_000, maxMs: 30_000 } as const;
 /** A worker that lived this long resets the backoff: its death is not part of a crash loop. */
 const STABLE_MS = 60_000;
+/** Exited workers' counts kept apart before they are summed into one. */
+const RETIRED_COMPACT_AT = 16;
+
 /** How long a broadcast (publish, SIGHUP) or a metrics scrape waits for each worker's answer. */
 export const WORKER_ANSWER_TIMEOUT_MS = 5_000;
 /** How long start() waits for the workers to serve before it lets the primary go on. */
@@ -41,12 +45,18 @@ interface Pending {
  * before broadcast() resolves; /metrics asks each for its counts.
  */
 export class WorkerPool implements HttpWorkersView {
-  private readonly workers = new Map<number, { worker: Worker; startedAt: number; listening: boolean }>();
+  private readonly workers = new Map<number, { worker: Worker; startedAt: number; listening: boolean; configVersion: number }>();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private deaths = 0;
   private stopping = false;
   private readonly respawns = new Set<NodeJS.Timeout>();
+  /** Bumped by each reconfigure(); a worker that started on an older one is sent the new one once it listens. */
+  private configVersion = 0;
+  /** Each live worker's latest HTTP counts, by cluster worker id. */
+  private readonly lastMetrics = new Map<number, MetricJson>();
+  /** The last counts of workers that exited (summed into one now and then). */
+  private retired: MetricJson[] = [];
   /** Called when a worker starts serving or fails to. */
   private onChange: () => void = () => undefined;
 
@@ -84,11 +94,19 @@ export class WorkerPool implements HttpWorkersView {
 
   /** Every worker takes the new configuration and drops its caches. */
   reconfigure(config: Config): Promise<void> {
+    this.configVersion++;
     return this.ask((id) => ({ type: 'config', id, config })).then(() => undefined);
   }
 
-  metrics(): Promise<MetricJson[]> {
-    return this.ask((id) => ({ type: 'metrics', id }));
+  /**
+   * The HTTP counts of every worker that ever ran: the latest answer of each live one (or its last
+   * known, when it did not answer in time) and the last of those gone. Summed, a counter never goes
+   * down when a worker dies, restarts or is slow: Prometheus would read that as a reset.
+   */
+  async metrics(): Promise<MetricJson[]> {
+    await this.ask((id) => ({ type: 'metrics', id }));
+    if (this.retired.length > RETIRED_COMPACT_AT) this.retired = [(await AggregatorRegistry.aggregate(this.retired).getMetricsAsJSON()) as MetricJson];
+    return [...this.lastMetrics.values(), ...this.retired];
   }
 
   /** Every worker stops accepting and finishes what runs within the drain window; resolves when all have left. */
@@ -113,7 +131,7 @@ export class WorkerPool implements HttpWorkersView {
 
   private fork(): void {
     const worker = cluster.fork();
-    const entry = { worker, startedAt: Date.now(), listening: false };
+    const entry = { worker, startedAt: Date.now(), listening: false, configVersion: this.configVersion };
     this.workers.set(worker.id, entry);
     worker.on('message', (msg: unknown) => {
       if (isFromWorker(msg)) this.onMessage(worker, msg);
@@ -123,9 +141,17 @@ export class WorkerPool implements HttpWorkersView {
 
   private onMessage(worker: Worker, msg: FromWorker): void {
     switch (msg.type) {
-      case 'hello':
+      case 'hello': {
+        // A worker forked just before SIGTERM must not start serving now.
+        if (this.stopping) {
+          send(worker, { type: 'drain' });
+          break;
+        }
+        const entry = this.workers.get(worker.id);
+        if (entry) entry.configVersion = this.configVersion;
         send(worker, { type: 'start', config: this.options.config(), socketPath: this.options.socketPath, drainMs: this.options.drainMs });
         break;
+      }
       case 'log':
         this.options.writeLog(msg.text);
         break;
@@ -137,6 +163,11 @@ export class WorkerPool implements HttpWorkersView {
       case 'listening': {
         const entry = this.workers.get(worker.id);
         if (entry) entry.listening = true;
+        // A SIGHUP between its start and now did not reach it (only listening workers are asked).
+        if (entry && entry.configVersion !== this.configVersion) {
+          entry.configVersion = this.configVersion;
+          send(worker, { type: 'config', id: this.nextId++, config: this.options.config() });
+        }
         this.onChange();
         break;
       }
@@ -144,7 +175,10 @@ export class WorkerPool implements HttpWorkersView {
       case 'metrics': {
         const p = this.pending.get(msg.id);
         if (!p) return;
-        if (msg.type === 'metrics') p.answers.push(msg.json);
+        if (msg.type === 'metrics') {
+          p.answers.push(msg.json);
+          this.lastMetrics.set(worker.id, msg.json);
+        }
         this.answered(msg.id, worker.id);
         break;
       }
@@ -153,6 +187,9 @@ export class WorkerPool implements HttpWorkersView {
 
   private onExit(worker: Worker, code: number | null, signal: string | null, startedAt: number): void {
     this.workers.delete(worker.id);
+    const last = this.lastMetrics.get(worker.id);
+    if (last) this.retired.push(last);
+    this.lastMetrics.delete(worker.id);
     for (const id of this.pending.keys()) this.answered(id, worker.id);
     if (this.stopping) return;
     if (Date.now() - startedAt >= STABLE_MS) this.deaths = 0;

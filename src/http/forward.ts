@@ -33,9 +33,14 @@ export function createForwarder(socketPath: string, logger: Logger, maxSockets: 
   const forward = (req: IncomingMessage, res: ServerResponse): void => {
     const headers: [string, string][] = [];
     const raw = req.rawHeaders;
+    const dropped = connectionTokens(req.headers.connection);
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) headers.push([raw[i]!, raw[i + 1]!]);
+      const name = raw[i]!.toLowerCase();
+      if (!HOP_BY_HOP.has(name) && !dropped.has(name)) headers.push([raw[i]!, raw[i + 1]!]);
     }
+    // A chunked body is re-framed, chunked, on our connection. Passed on bare (a GET is not chunked by
+    // Node unless told), its bytes would read as a second request there, with a client address of its own.
+    if (req.headers['transfer-encoding'] !== undefined) headers.push(['Transfer-Encoding', 'chunked']);
     headers.push([CLIENT_HEADER, req.socket.remoteAddress ?? '']);
     const out = request({ socketPath, agent, method: req.method, path: req.url, headers: headers.flat() });
     out.on('response', (up) => relay(up, res));
@@ -52,6 +57,11 @@ export function createForwarder(socketPath: string, logger: Logger, maxSockets: 
     req.pipe(out);
   };
   return Object.assign(forward, { close: () => agent.destroy() });
+}
+
+/** Header names a Connection header lists: hop-by-hop for this connection only. */
+function connectionTokens(value: string | undefined): Set<string> {
+  return new Set((value ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== ''));
 }
 
 function relay(up: IncomingMessage, res: ServerResponse): void {

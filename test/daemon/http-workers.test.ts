@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliEnv, spawnCli, writeJsonConfig } from '../faults/helpers.js';
 import { makeEnv, type Env } from '../helpers/env.js';
+import { rawHttp } from '../helpers/raw-http.js';
 
 /**
  * `maas-mirror serve` with http.workers: 2, the real CLI: two worker
@@ -221,7 +222,26 @@ describe('serve with http.workers: 2', () => {
     expect(workersThatServed('/hello.cfg', from)).toEqual(new Set([1, 2]));
   }, 60_000);
 
-  it('replaces a worker that dies', async () => {
+  it('re-frames a chunked body on the way to the primary: bytes in it are never a request of their own there', async () => {
+    const from = lines().length;
+    const { hostname, port } = new URL(base);
+    const smuggled = `POST /api/v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 0\r\n\r\n`;
+    const body = `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+    const head = `GET /status.json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body}`;
+    // Several, so that every worker and several of its kept-alive connections to the primary carry one.
+    const answers = await Promise.all(Array.from({ length: 6 }, () => rawHttp({ host: hostname, port: Number(port) }, head)));
+    for (const a of answers) expect(a.status).toBe(200);
+    // Followed by ordinary requests on the same kept-alive connections: each gets its own answer.
+    for (let i = 0; i < 6; i++) expect((await fetchOnce('/status.json')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(lines().slice(from).filter((l) => /started \(api\)/.test(l.msg))).toEqual([]);
+  });
+
+  it('replaces a worker that dies, and its counts stay in /metrics (a counter never goes down)', async () => {
+    const TREE_OK = 'maas_mirror_http_request_duration_seconds_count{route="tree",method="GET",status="200"}';
+    const treeOk = async () => metric((await fetchOnce('/metrics')).body.toString(), TREE_OK) ?? 0;
+    for (let i = 0; i < 8; i++) expect((await fetchOnce(INDEX)).status).toBe(200);
+    const before = await treeOk();
     const [id, pid] = [...servingPids()][0]!;
     process.kill(pid, 'SIGKILL');
     await waitFor('the respawn', () => servingPids().size === 2 && !([...servingPids().values()].includes(pid)));
@@ -229,6 +249,7 @@ describe('serve with http.workers: 2', () => {
     const from = lines().length;
     for (let i = 0; i < 12; i++) expect((await fetchOnce(INDEX)).status).toBe(200);
     expect(workersThatServed(INDEX, from).size).toBe(2);
+    expect(await treeOk()).toBe(before + 12);
   }, 60_000);
 
   it('drains on SIGTERM: a pull-through download in flight finishes, then it exits 0', async () => {
