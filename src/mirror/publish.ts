@@ -99,14 +99,14 @@ export async function publishSnapshot(model: PublishModel, opts: PublishOptions)
     for (const { basePath, doc } of products) {
       const base = join(building, basePath);
       await ensureDir(base);
-      await writeSignedTriple(base, JSON.stringify(doc, null, 1) + '\n', opts.key);
+      await writeSignedTriple(base, lineSafeJson(doc), opts.key);
     }
     const indexBase = join(building, 'streams', 'v1', 'index');
     await ensureDir(indexBase);
-    const plainText = JSON.stringify(plain, null, 1) + '\n';
+    const plainText = lineSafeJson(plain);
     await writeFileDurable(`${indexBase}.json`, plainText);
     await writeFileDurable(`${indexBase}.json.gpg`, await detachSign(Buffer.from(plainText), opts.key.privateKey));
-    await writeFileDurable(`${indexBase}.sjson`, await clearsign(JSON.stringify(signed, null, 1) + '\n', opts.key.privateKey));
+    await writeFileDurable(`${indexBase}.sjson`, await clearsign(lineSafeJson(signed), opts.key.privateKey));
 
     for (const [path, f] of model.files) {
       if (!f.held) continue;
@@ -143,4 +143,13 @@ async function writeSignedTriple(base: string, text: string, key: SigningKey): P
   await writeFileDurable(`${base}.json`, text);
   await writeFileDurable(`${base}.sjson`, await clearsign(text, key.privateKey));
   await writeFileDurable(`${base}.json.gpg`, await detachSign(Buffer.from(text), key.privateKey));
+}
+
+/**
+ * JSON as published: U+0085, U+2028 and U+2029 written as escapes. JSON.stringify leaves them raw,
+ * and the simplestreams reader MAAS uses splits a signed file with Python's splitlines(), which ends a
+ * line at each of them: a raw one inside a string would break the document it rejoins.
+ */
+export function lineSafeJson(value: unknown): string {
+  return JSON.stringify(value, null, 1).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
 }

@@ -10,11 +10,13 @@ export async function clearsign(text: string, key: openpgp.PrivateKey): Promise<
   // blanks are not signed, the text goes out dash-escaped with CRLF line ends. A detached signature
   // over that text is the clear signature: for a products file of 12 MB this takes a fraction of the
   // memory and time of openpgp.js's line-by-line cleartext message.
-  const canonical = text.replace(/[ \t\r]+$/gm, '');
+  // Lines end at LF only (a JS `m` flag would also end them at U+2028/U+2029); the lookbehind keeps a
+  // long run of blanks inside a line from costing quadratic time.
+  const canonical = text.replace(/(?<![ \t\r])[ \t\r]+(?=\n|$)/g, '');
   const armored = await openpgp.sign({ message: await openpgp.createMessage({ text: canonical }), signingKeys: key, detached: true });
   const signature = await openpgp.readSignature({ armoredSignature: armored });
   const hashes = [...new Set(signature.packets.map((p) => hashName(p.hashAlgorithm)))].join();
-  const signed = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: ${hashes}\n\n${canonical.replace(/^-/gm, '- -').replace(/\n/g, '\r\n')}\n${armored}`;
+  const signed = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: ${hashes}\n\n${canonical.replace(/(^|\n)-/g, '$1- -').replace(/\n/g, '\r\n')}\n${armored}`;
   const secondLine = signed.split('\n', 2)[1] ?? '';
   if (!/^Hash: [A-Z0-9]+/.test(secondLine)) {
     throw new Error('clear-signed output lacks a "Hash:" header; simplestreams readers would break on it');

@@ -34,6 +34,7 @@ export async function verifyClearsigned(armored: string, keyring: Keyring, url: 
   const result = await openpgp.verify({ message, signature, verificationKeys: keyring.keys, expectSigned: false });
   const signers: string[] = [];
   const failures: string[] = [];
+  let bad = false;
   for (const sig of result.signatures) {
     const keyId = sig.keyID.toHex().toUpperCase();
     try {
@@ -41,14 +42,17 @@ export async function verifyClearsigned(armored: string, keyring: Keyring, url: 
       signers.push(keyId);
     } catch (err) {
       const msg = (err as Error).message;
+      const unknown = /Could not find signing key/i.test(msg);
+      // A signature by a key we trust that does not verify fails the file, whatever else signed it (as gpgv does).
+      bad ||= !unknown;
       failures.push(
-        /Could not find signing key/i.test(msg)
+        unknown
           ? `signed by key ${keyId}, which is not in keyring ${keyring.file} (it holds ${fingerprints(keyring).join(', ') || 'no keys'})`
           : `signature by key ${keyId} does not verify (${msg}): the file was altered or corrupted`,
       );
     }
   }
-  if (signers.length === 0) {
+  if (signers.length === 0 || bad) {
     const why = failures.length > 0 ? failures.join('; ') : 'it carries no signature';
     throw new SignatureError(
       `${url}: ${why}. Check the source's keyring setting, or whether the upstream changed its key`,
@@ -69,8 +73,18 @@ interface Cleartext {
   readonly armoredSignature: string;
 }
 
-const ARMOR_LINE = /^-----[^-]+-----[ \t]*$/m;
-const BLANK = /^[ \f\t\u00a0\u2000-\u200a\u202f\u205f\u3000]*$/;
+/**
+ * An armor line. Lines end at LF only, as for gpg (RFC 4880): a JS `m` flag would also end them at
+ * U+2028/U+2029 and at a lone CR, which may sit inside a JSON string.
+ */
+const ARMOR_LINE = /(^|\n)(-----[^\n-]+-----)[ \t]*(?=\n|$)/;
+const BLANK = /^[ \t]*$/;
+
+/** The first armor line in `s`: where it starts and what it says. */
+function armorLine(s: string): { index: number; line: string } | undefined {
+  const m = ARMOR_LINE.exec(s);
+  return m ? { index: m.index + m[1]!.length, line: m[2]! } : undefined;
+}
 
 /**
  * The parts of a clear-signed message, read as openpgp.js's own reader reads them (CRs dropped,
@@ -79,10 +93,12 @@ const BLANK = /^[ \f\t\u00a0\u2000-\u200a\u202f\u205f\u3000]*$/;
  * the line-by-line reader took seconds and several copies of it.
  */
 export function splitCleartext(armored: string): Cleartext {
-  const input = armored.includes('\r') ? armored.replace(/\r/g, '') : armored;
-  const begin = ARMOR_LINE.exec(input);
-  if (!begin || begin[0].trimEnd() !== '-----BEGIN PGP SIGNED MESSAGE-----') throw new Error('no "-----BEGIN PGP SIGNED MESSAGE-----" line');
-  let at = begin.index + begin[0].length + 1;
+  // CRLF line ends read as LF; a CR anywhere else is text, and signed as such.
+  const input = armored.includes('\r') ? armored.replace(/\r\n/g, '\n') : armored;
+  const begin = armorLine(input);
+  if (!begin || begin.line !== '-----BEGIN PGP SIGNED MESSAGE-----') throw new Error('no "-----BEGIN PGP SIGNED MESSAGE-----" line');
+  const beginEnd = input.indexOf('\n', begin.index);
+  let at = beginEnd === -1 ? input.length + 1 : beginEnd + 1;
   const hashes: string[] = [];
   for (;;) {
     if (at > input.length) throw new Error('the armor headers never end');
@@ -90,22 +106,28 @@ export function splitCleartext(armored: string): Cleartext {
     const line = input.slice(at, eol === -1 ? input.length : eol).trimEnd();
     at = eol === -1 ? input.length + 1 : eol + 1;
     if (BLANK.test(line)) break;
-    if (ARMOR_LINE.test(line)) throw new Error('the blank line after the armor headers is missing');
+    if (armorLine(line)) throw new Error('the blank line after the armor headers is missing');
     const hash = /^Hash: (.+)$/.exec(line);
     if (!hash) throw new Error('only "Hash" headers are allowed in a clear-signed message');
     hashes.push(...hash[1]!.replace(/\s/g, '').toLowerCase().split(','));
   }
   const rest = input.slice(at);
-  const end = ARMOR_LINE.exec(rest);
+  const end = armorLine(rest);
   if (!end) throw new Error('no signature follows the text');
   // The newline before the armor line ends the last line; it is not part of the text.
   const body = rest.slice(0, Math.max(0, end.index - 1));
-  const text = body.replace(/[ \t]+$/gm, '').replace(/^- /gm, '');
+  // Dash-escapes undone, then trailing blanks cut, as gpg does. The lookbehind starts a match only at
+  // the start of a run of blanks: without it a long run inside a line costs quadratic time.
+  const text = body.replace(/(^|\n)- /g, '$1').replace(/(?<![ \t])[ \t]+(?=\n|$)/g, '');
   return { text, hashes, armoredSignature: rest.slice(end.index) };
 }
 
 /** A "Hash:" header names every hash the signatures use: a signature must not claim one the header does not. */
 function checkHashHeaders(hashes: readonly string[], signature: openpgp.Signature): void {
+  // A binary signature over some file of the signer's is not a signature of this text.
+  for (const packet of signature.packets) {
+    if (packet.signatureType !== openpgp.enums.signature.text) throw new Error(`a clear signature must be a text signature (type 0x01), not type ${packet.signatureType ?? '?'}`);
+  }
   if (hashes.length === 0) return;
   for (const packet of signature.packets) {
     const name = Object.entries(openpgp.enums.hash).find(([, id]) => id === packet.hashAlgorithm)?.[0];
