@@ -126,6 +126,8 @@ export async function benchWan(opts: WanBenchOptions = {}): Promise<BenchRow[]> 
         ratio: ours / naive,
         target: '≥ 6',
         pass: ours / naive >= 6,
+        // The target's own model caps it: sequential curl gets nearly one connection's rate, and no client beats the link.
+        note: `no client can go past the link: under this model the ceiling of this ratio is ${round(link / naive)}× (${round(link)} MB/s ÷ ${round(naive)} MB/s)`,
       },
       {
         group: 'wan',
