@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { makeEnv, type Env } from '../helpers/env.js';
 import { cliEnv, sleep, spawnCli, waitFor, writeJsonConfig } from './helpers.js';
 
@@ -20,9 +20,14 @@ const MiB = 1 << 20;
 const SEND_TIMEOUT_S = 5;
 
 let env: Env | undefined;
-afterAll(async () => {
-  await env?.close();
-});
+
+/** A world for one test, closed when that test ends (each test makes its own). */
+async function world(options: Parameters<typeof makeEnv>[0]): Promise<Env> {
+  const made = await makeEnv(options);
+  onTestFinished(() => made.close());
+  env = made;
+  return made;
+}
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -90,7 +95,7 @@ function nonReader(port: number, path: string): Promise<Socket> {
 
 describe('clients that never read', () => {
   it('300 of them cost bounded memory and are dropped after http.sendTimeout', { timeout: 180_000 }, async () => {
-    env = await makeEnv({ sizeOf: (ftype) => (ftype === 'squashfs' ? 48 * MiB : 64 * 1024), samples: ['stable-v3-download.json'] });
+    env = await world({ sizeOf: (ftype) => (ftype === 'squashfs' ? 48 * MiB : 64 * 1024), samples: ['stable-v3-download.json'] });
     expect((await env.sync({ config: env.config([{ filters: [['os=ubuntu', 'arch=amd64']] }]) })).result).toBe('ok');
     const item = env.upstream.product(NOBLE_AMD64).doc.products[NOBLE_AMD64]!.versions['20250709']!.items.squashfs!;
     const { base, pid, port } = await serve({ sendTimeout: `${SEND_TIMEOUT_S}s` });
@@ -125,7 +130,7 @@ describe('clients that never read', () => {
   });
 
   it('closes connections beyond http.maxConnections as they arrive', { timeout: 120_000 }, async () => {
-    env = await makeEnv({ samples: ['stable-v3-download.json'] });
+    env = await world({ samples: ['stable-v3-download.json'] });
     expect((await env.sync({ config: env.config([{}]) })).result).toBe('ok');
     const { base, port } = await serve({ maxConnections: 20 });
     const closed = { n: 0 };
