@@ -27,6 +27,7 @@ const MARKER = `maas-mirror-boot-ok-${process.pid}`;
 const VMS = Number(process.env.MM_BOOT_VMS ?? 5);
 /** Per boot; with TCG (no usable KVM) a UEFI boot alone takes 60–110 s here. */
 const BOOT_TIMEOUT_MS = Number(process.env.MM_BOOT_TIMEOUT_MS ?? 200_000);
+const HTTP_PORT = 8080;
 
 /**
  * no_timer_check: under TCG on a loaded host the kernel's check that the timer ticks through
@@ -114,7 +115,7 @@ beforeAll(async () => {
     JSON.stringify({
       dataDir: join(dir, 'data'),
       sources: [{ name: 'stable', url: upstreamUrl, keyring: key.keyring }],
-      http: { listen: `${lab.address}:8080` },
+      http: { listen: `${lab.address}:${HTTP_PORT}` },
       tftp: { listen: `${lab.address}:69` },
       boot: { files: boot },
       schedule: { onStart: false },
@@ -123,10 +124,10 @@ beforeAll(async () => {
   const env = { ...process.env, LOG_LEVEL: 'debug' };
   await run('ip', ['netns', 'exec', lab.ns, process.execPath, BIN, 'sync', '--quiet', '--config', config], { env, maxBuffer: 64 * 1024 * 1024 });
   serve = lab.spawn(process.execPath, [BIN, 'serve', '--config', config], join(dir, 'serve.log'), env);
-  await waitReady(`http://${lab.address}:8080/readyz`);
+  await waitReady(`http://${lab.address}:${HTTP_PORT}/readyz`);
   lab.startDhcp();
   // MM_BOOT_PCAP=FILE records the HTTP and TFTP traffic on the lab's bridge (tcpdump), to look at a failed boot.
-  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '600', '-w', process.env.MM_BOOT_PCAP, 'tcp port 8080 or (udp and not port 67 and not port 68)'], join(dir, 'tcpdump.log'));
+  if (process.env.MM_BOOT_PCAP) lab.spawn('tcpdump', ['-i', 'br0', '-U', '-s', '600', '-w', process.env.MM_BOOT_PCAP, `tcp port ${HTTP_PORT} or udp`], join(dir, 'tcpdump.log'));
   kvm = kvm && (await lab.firmwareRunsUnderKvm(taps[0]!));
   process.stdout.write(`firmware boot suite: qemu with ${kvm ? 'KVM' : 'TCG (no usable KVM for firmware here)'}\n`);
 }, 180_000);
@@ -141,13 +142,37 @@ function mac(i: number): string {
   return `52:54:00:4d:4d:${(0x10 + i).toString(16)}`;
 }
 
+/**
+ * lpxelinux's network stack can stop taking packets from the NIC in the middle of a download: the
+ * guest then idles in `hlt` forever while our side retransmits to it (seen 1 time in 10–40 BIOS boots
+ * under TCG on a loaded host; captured, the server's answers were complete every time). Real firmware
+ * in that state stays there until someone power-cycles the machine, which is what MAAS operators
+ * do. So a machine shown in that state — guest idle with interrupts on, and nothing of ours
+ * acknowledged for NIC_SILENT_MS while we retransmit — is power-cycled once and must then boot. Any
+ * other failure, or a second lost NIC, fails the test.
+ */
+const NIC_SILENT_MS = 30_000;
+/** One in the default five; a larger storm by hand (MM_BOOT_VMS) allows one per five machines. */
+const MAX_POWER_CYCLES = Math.max(1, Math.floor(VMS / 5));
+const powerCycled: string[] = [];
+
 async function boot(name: string, i: number, uefi: boolean) {
-  const r = await lab!.boot({ name, tap: taps[i]!, mac: mac(i), uefi, kvm, marker: MARKER, timeoutMs: BOOT_TIMEOUT_MS });
-  if (!r.reached) {
+  for (let attempt = 1; ; attempt++) {
+    const run = attempt === 1 ? name : `${name}-power-cycled`;
+    const r = await lab!.boot({
+      name: run, tap: taps[i]!, mac: mac(i), uefi, kvm, marker: MARKER, timeoutMs: BOOT_TIMEOUT_MS,
+      ...(attempt === 1 ? { watchNic: { port: HTTP_PORT, silentMs: NIC_SILENT_MS } } : {}),
+    });
+    if (r.reached) return r;
+    if (r.lostNic && attempt === 1) {
+      powerCycled.push(`${name}: ${r.lostNic}`);
+      process.stdout.write(`firmware boot suite: ${name} power-cycled once: ${r.lostNic}\n`);
+      continue;
+    }
     const log = await readFile(join(dir, 'serve.log'), 'utf8').catch(() => '');
-    throw new Error(`${name} did not reach the marker. Serial console:\n${r.serial.slice(-3000)}\nmaas-mirror log (end):\n${log.slice(-3000)}`);
+    const why = r.lostNic ? `Its firmware stopped taking packets again after a power cycle: ${r.lostNic}` : `When time ran out: ${r.stuck}`;
+    throw new Error(`${run} did not reach the marker. Serial console:\n${r.serial.slice(-3000)}\n${why}\nmaas-mirror log (end):\n${log.slice(-3000)}`);
   }
-  return r;
 }
 
 /**
@@ -172,17 +197,19 @@ describe('network boot with real firmware', () => {
     const log = await readFile(join(dir, 'serve.log'), 'utf8');
     expect(log).toMatch(/"path":"\/images\/[0-9a-f]{64}\/boot-kernel","status":200/);
     expect(log).toMatch(/"file":"pxelinux.cfg\/default","bytes":\d+/);
-  }, BOOT_TIMEOUT_MS + 20_000);
+  }, 2 * BOOT_TIMEOUT_MS + 20_000);
 
   it('UEFI: OVMF → shim (bootx64.efi) → grub (grubx64.efi) → grub/grub.cfg (rendered) → kernel and initrd over TFTP', async () => {
     expect(failures(await bootAll(), (i) => i % 2 === 1)).toEqual([]);
     const log = await readFile(join(dir, 'serve.log'), 'utf8');
     expect(log).toMatch(/"file":"grub\/grub.cfg","bytes":\d+/);
     expect(log).toMatch(/"file":"images\/[0-9a-f]{64}\/boot-initrd","bytes":\d+/);
-  }, BOOT_TIMEOUT_MS + 20_000);
+  }, 2 * BOOT_TIMEOUT_MS + 20_000);
 
-  it(`${VMS} machines booting at once all reach the marker`, async () => {
+  it(`${VMS} machines booting at once all reach the marker, at most ${MAX_POWER_CYCLES} after a power cycle`, async () => {
     const results = await bootAll();
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(VMS);
-  }, BOOT_TIMEOUT_MS + 20_000);
+    // A lost NIC now and then is the client's rare fault; more would say something of ours provokes it.
+    expect(powerCycled.length, powerCycled.join('\n')).toBeLessThanOrEqual(MAX_POWER_CYCLES);
+  }, 2 * BOOT_TIMEOUT_MS + 20_000);
 });
