@@ -308,4 +308,55 @@ describe('unpackBootloaders', () => {
     expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('OLD');
     expect(await readdir(t.layout.bootloadersStore)).toEqual([id]);
   });
+
+  it('unpacks folders side by side; one damaged archive among them fails the set once all have stopped, leaving nothing half-made', async () => {
+    const { logger } = captureLogger();
+    const good = await systemTarXz({ 'bootx64.efi': 'OLD' });
+    const id = snapshotId(6);
+    await unpackBootloaders(t.layout, await publishSnapshot(t.layout, {
+      id,
+      items: { 'bootloaders/uefi/amd64/1/shim.tar.xz': good },
+      bootloaders: [bootloader('uefi', 'amd64', { shim: 'bootloaders/uefi/amd64/1/shim.tar.xz' })],
+    }), logger);
+    const broken = Buffer.from(await systemTarXz({ 'x.efi': 'X' }));
+    broken.fill(7, 40, 80);
+    const arches = ['amd64', 'arm64', 'ppc64el', 's390x', 'riscv64'];
+    const items = Object.fromEntries(await Promise.all(arches.map(async (a) => [`bootloaders/uefi/${a}/2/shim.tar.xz`, a === 'ppc64el' ? broken : await systemTarXz({ [`${a}.efi`]: a.repeat(1000) })] as const)));
+    const m2 = await publishSnapshot(t.layout, {
+      id: snapshotId(7),
+      items,
+      bootloaders: arches.map((a) => bootloader('uefi', a, { shim: `bootloaders/uefi/${a}/2/shim.tar.xz` })),
+    });
+    await expect(unpackBootloaders(t.layout, m2, logger)).rejects.toMatchObject({ code: 'MM_METADATA_INVALID' });
+    expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('OLD');
+    expect(await readdir(t.layout.bootloadersStore)).toEqual([id]);
+
+    const m3 = await publishSnapshot(t.layout, {
+      id: snapshotId(8),
+      items: Object.fromEntries(await Promise.all(arches.map(async (a) => [`bootloaders/uefi/${a}/3/shim.tar.xz`, await systemTarXz({ [`${a}.efi`]: a })] as const))),
+      bootloaders: arches.map((a) => bootloader('uefi', a, { shim: `bootloaders/uefi/${a}/3/shim.tar.xz` })),
+    });
+    const r = await unpackBootloaders(t.layout, m3, logger);
+    expect(r.folders.map((f) => f.arch)).toEqual(arches);
+    for (const a of arches) expect(await readFile(join(t.layout.bootloaders, `uefi/${a}/${a}.efi`), 'utf8')).toBe(a);
+  });
+
+  it('unpacks products that share a folder one after the other, as listed: the later one wins a name both carry', async () => {
+    const { logger } = captureLogger();
+    const first = await systemTarXz({ 'bootx64.efi': 'FIRST', 'only-first.efi': '1' });
+    const second = await systemTarXz({ 'bootx64.efi': 'SECOND' });
+    const m = await publishSnapshot(t.layout, {
+      id: snapshotId(9),
+      items: { 'bootloaders/uefi/amd64/a/shim.tar.xz': first, 'bootloaders/uefi/amd64/b/shim.tar.xz': second },
+      bootloaders: [
+        { ...bootloader('uefi', 'amd64', { shim: 'bootloaders/uefi/amd64/a/shim.tar.xz' }), productId: 'com.ubuntu.maas.stable:1:a:uefi:amd64' },
+        bootloader('pxe', 'amd64', {}),
+        { ...bootloader('uefi', 'amd64', { shim: 'bootloaders/uefi/amd64/b/shim.tar.xz' }), productId: 'com.ubuntu.maas.stable:1:b:uefi:amd64' },
+      ],
+    });
+    const r = await unpackBootloaders(t.layout, m, logger);
+    expect(r.folders.map((f) => f.productId)).toEqual(['com.ubuntu.maas.stable:1:a:uefi:amd64', 'com.ubuntu.maas.stable:1:b:uefi:amd64', 'com.ubuntu.maas.stable:1:x:pxe:amd64']);
+    expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/bootx64.efi'), 'utf8')).toBe('SECOND');
+    expect(await readFile(join(t.layout.bootloaders, 'uefi/amd64/only-first.efi'), 'utf8')).toBe('1');
+  });
 });

@@ -88,41 +88,16 @@ export async function unpackBootloaders(
     try {
       // Even with no bootloader selected: an empty folder is a valid (empty) set to switch to.
       await mkdir(tmp, { recursive: true });
-      for (const b of manifest.bootloaders) {
-        if (!SEGMENT_RE.test(b.bootloaderType) || !SEGMENT_RE.test(b.arch)) {
-          log.warn({ product: b.productId, bootloaderType: b.bootloaderType, arch: b.arch }, 'skipped a bootloader product with an unusable type or arch');
-          continue;
-        }
-        const dest = join(tmp, b.bootloaderType, b.arch);
-        await mkdir(dest, { recursive: true });
-        const archives: string[] = [];
-        // Symbolic links named so far in this folder, by any of its archives → the archive naming them.
-        const links = new Map<string, string>();
-        for (const [item, path] of Object.entries(b.items)) {
-          const file = Object.hasOwn(manifest.files, path) ? manifest.files[path] : undefined;
-          if (!file) {
-            log.warn({ product: b.productId, item, path }, 'bootloader item is not in the manifest; skipped');
-            continue;
-          }
-          if (!file.held) {
-            log.warn({ product: b.productId, item, path }, 'bootloader archive is not held (on-demand source); its files will be missing until it is');
-            continue;
-          }
-          await unpackArchive({
-            blob: layout.blob(file.sha256),
-            archive: path,
-            productId: b.productId,
-            dest,
-            links,
-            onRefused,
-            limits,
-            signal: options.signal,
-          });
-          archives.push(path);
-        }
-        await removeEscapingLinks(dest, (entry) => links.get(entry) ?? '(unpacked)', onRefused);
-        folders.push({ productId: b.productId, version: b.version, bootloaderType: b.bootloaderType, arch: b.arch, archives });
-      }
+      // Each folder is its own archives, links and destination: unpacked side by side, each
+      // archive in a child process; a folder's own archives stay in order (a later one may overwrite).
+      // Products naming the same <type>/<arch> share a folder: those go one after the other, as listed.
+      const ctx = { layout, manifest, tmp, limits, log, onRefused, signal: options.signal };
+      const unpacked = await settledInTurn(sameFolderGroups(manifest.bootloaders), FOLDERS_AT_ONCE, async (group) => {
+        const done: (UnpackedFolder | undefined)[] = [];
+        for (const b of group) done.push(await unpackFolder(b, ctx));
+        return done;
+      });
+      for (const f of unpacked.flat()) if (f) folders.push(f);
       await rename(tmp, dir);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
@@ -156,6 +131,88 @@ export async function unpackBootloaders(
   }
   log.info({ folders: folders.length, refused: refused.length, reused, removed }, 'bootloaders unpacked and switched');
   return { id: manifest.id, dir, folders, refused, reused, removed };
+}
+
+/** Bootloader folders unpacked at once: each is an xz child process and a tar parse. */
+const FOLDERS_AT_ONCE = 3;
+
+interface FolderContext {
+  readonly layout: Layout;
+  readonly manifest: SnapshotManifest;
+  readonly tmp: string;
+  readonly limits: ArchiveLimits;
+  readonly log: Logger;
+  readonly onRefused: (r: RefusedEntry) => void;
+  readonly signal: AbortSignal | undefined;
+}
+
+type BootloaderEntry = SnapshotManifest['bootloaders'][number];
+
+/** The bootloader products grouped by the folder they unpack into, in the order listed. */
+function sameFolderGroups(list: readonly BootloaderEntry[]): BootloaderEntry[][] {
+  const groups = new Map<string, BootloaderEntry[]>();
+  for (const b of list) {
+    const key = `${b.bootloaderType}\u0000${b.arch}`;
+    const group = groups.get(key);
+    if (group) group.push(b);
+    else groups.set(key, [b]);
+  }
+  return [...groups.values()];
+}
+
+/** One bootloader product's archives into <tmp>/<type>/<arch>, in the manifest's order. */
+async function unpackFolder(b: BootloaderEntry, ctx: FolderContext): Promise<UnpackedFolder | undefined> {
+  const { manifest, log } = ctx;
+  if (!SEGMENT_RE.test(b.bootloaderType) || !SEGMENT_RE.test(b.arch)) {
+    log.warn({ product: b.productId, bootloaderType: b.bootloaderType, arch: b.arch }, 'skipped a bootloader product with an unusable type or arch');
+    return undefined;
+  }
+  const dest = join(ctx.tmp, b.bootloaderType, b.arch);
+  await mkdir(dest, { recursive: true });
+  const archives: string[] = [];
+  // Symbolic links named so far in this folder, by any of its archives → the archive naming them.
+  const links = new Map<string, string>();
+  for (const [item, path] of Object.entries(b.items)) {
+    const file = Object.hasOwn(manifest.files, path) ? manifest.files[path] : undefined;
+    if (!file) {
+      log.warn({ product: b.productId, item, path }, 'bootloader item is not in the manifest; skipped');
+      continue;
+    }
+    if (!file.held) {
+      log.warn({ product: b.productId, item, path }, 'bootloader archive is not held (on-demand source); its files will be missing until it is');
+      continue;
+    }
+    await unpackArchive({ blob: ctx.layout.blob(file.sha256), archive: path, productId: b.productId, dest, links, onRefused: ctx.onRefused, limits: ctx.limits, signal: ctx.signal });
+    archives.push(path);
+  }
+  await removeEscapingLinks(dest, (entry) => links.get(entry) ?? '(unpacked)', ctx.onRefused);
+  return { productId: b.productId, version: b.version, bootloaderType: b.bootloaderType, arch: b.arch, archives };
+}
+
+/**
+ * `work` over `list`, at most `atOnce` at a time; results in the list's order. Every started piece
+ * is waited for before the first failure is thrown, so nothing still writes when the caller cleans up.
+ */
+async function settledInTurn<T, R>(list: readonly T[], atOnce: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<PromiseSettledResult<R>>(list.length);
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    while (next < list.length && !failed) {
+      const i = next++;
+      results[i] = await work(list[i]!).then(
+        (value) => ({ status: 'fulfilled', value }) as const,
+        (reason: unknown) => {
+          failed = true;
+          return { status: 'rejected', reason } as const;
+        },
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(atOnce, list.length) }, lane));
+  const failure = results.find((r): r is PromiseRejectedResult => r?.status === 'rejected');
+  if (failure) throw failure.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<R>).value);
 }
 
 /** `bootloaders` → `bootloaders.d/<id>`, in one rename. */
