@@ -34,12 +34,27 @@ const PART_BATCH = 256 * 1024;
 const MIN_PART = 64 * 1024;
 
 
+/**
+ * At the end of a file, a connection with nothing left to ask for takes over the back half of the
+ * part with the most bytes still to come, when that half is at least this big: a new request costs
+ * a round trip (and the shortened part's connection, which is closed when it reaches its new end).
+ */
+const SPLIT_MIN = 256 * 1024;
+
 interface Part {
   readonly start: number;
-  /** Inclusive, as in a Range header. */
-  readonly end: number;
+  /** Inclusive, as in a Range header. Moves down when the end game hands the back of the part to another connection. */
+  end: number;
   /** Bytes of this part on disk (written, in order from start). */
   written: number;
+  /** Bytes of this part taken from its response so far (written or about to be). */
+  received: number;
+  /** Set while its request runs: ends the request once a shortened part has all its bytes. */
+  stop?: () => void;
+}
+
+function partLength(part: Part): number {
+  return part.end - part.start + 1;
 }
 
 /** The marker a striped download leaves beside its partial file. */
@@ -175,9 +190,9 @@ class Striped {
     if (this.hashed !== this.req.size) throw new UpstreamNetworkError(this.req.url, `striped download stopped at byte ${this.hashed} of ${this.req.size}`);
   }
 
-  /** One connection's worth: takes the next part until the file is handed out. */
+  /** One connection's worth: takes the next part until the file is handed out, then splits what is still coming. */
   private async lane(answered?: () => void): Promise<void> {
-    for (let part = this.nextPart(); part; part = this.nextPart()) {
+    for (let part = this.nextPart() ?? this.splitPart(); part; part = this.nextPart() ?? this.splitPart()) {
       if (this.signal.aborted) throw new AbortedError();
       await this.fetchPart(part, part.start === this.offset ? answered : undefined);
     }
@@ -194,28 +209,50 @@ class Striped {
     if (left <= 0) return undefined;
     const floor = Math.max(MIN_PART, Math.floor(this.stripeSize / 8));
     const size = Math.min(left, Math.max(floor, Math.min(this.stripeSize, Math.ceil(left / this.stripes))));
-    const part: Part = { start: this.assigned, end: this.assigned + size - 1, written: 0 };
+    const part: Part = { start: this.assigned, end: this.assigned + size - 1, written: 0, received: 0 };
     this.assigned += size;
     this.parts.push(part);
     return part;
   }
 
+  /**
+   * The end game: everything is asked for, and this connection would idle while others still
+   * bring their parts in at one connection's rate. It takes the back half of the part with the
+   * most bytes still to come; that part's request is ended when it reaches its new end.
+   */
+  private splitPart(): Part | undefined {
+    if (!this.rangesOk) return undefined;
+    let victim: Part | undefined;
+    for (const p of this.parts) if (p.stop && (!victim || partLength(p) - p.received > partLength(victim) - victim.received)) victim = p;
+    if (!victim) return undefined;
+    const coming = partLength(victim) - victim.received;
+    if (coming < 2 * SPLIT_MIN) return undefined;
+    const at = victim.start + victim.received + Math.ceil(coming / 2);
+    const part: Part = { start: at, end: victim.end, written: 0, received: 0 };
+    victim.end = at - 1;
+    this.parts.splice(this.parts.indexOf(victim) + 1, 0, part);
+    return part;
+  }
+
   private async fetchPart(part: Part, answered?: () => void): Promise<void> {
-    const length = part.end - part.start + 1;
+    // What is asked for; the part itself may be shortened while the answer comes in.
+    const asked = { start: part.start, end: part.end };
+    const stopped = new AbortController();
+    part.stop = () => stopped.abort();
     let writer: PartWriter | undefined;
     const done = this.ctx.client.stream(
       this.req.url,
-      { 'accept-encoding': 'identity', range: `bytes=${part.start}-${part.end}` },
-      this.signal,
+      { 'accept-encoding': 'identity', range: `bytes=${asked.start}-${asked.end}` },
+      AbortSignal.any([this.signal, stopped.signal]),
       (status, h) => {
         if (status === 200 && answered) return failing(new RangeIgnored());
         const cr = parseContentRange(h['content-range']);
-        if (status !== 206 || !cr || cr.start !== part.start || cr.end !== part.end || (cr.total !== undefined && cr.total !== this.req.size)) {
-          return failing(new BadPart(this.req.url, `HTTP ${status} with Content-Range ${String(h['content-range'])} for bytes ${part.start}-${part.end}`));
+        if (status !== 206 || !cr || cr.start !== asked.start || cr.end !== asked.end || (cr.total !== undefined && cr.total !== this.req.size)) {
+          return failing(new BadPart(this.req.url, `HTTP ${status} with Content-Range ${String(h['content-range'])} for bytes ${asked.start}-${asked.end}`));
         }
         this.rangesOk = true;
         answered?.();
-        writer = new PartWriter(this.fh, part, length, this.ctx, (n) => this.wrote(n), this.batches);
+        writer = new PartWriter(this.fh, part, asked.end - asked.start + 1, this.ctx, (n) => this.wrote(n), this.batches);
         this.writers.add(writer);
         return writer;
       },
@@ -223,11 +260,15 @@ class Striped {
     this.requests.add(done);
     try {
       await done;
+    } catch (err) {
+      // A shortened part ends its own request once its bytes are on disk: that is its success.
+      if (!(stopped.signal.aborted && !this.signal.aborted && part.written === partLength(part))) throw err;
     } finally {
+      part.stop = undefined;
       this.requests.delete(done);
       answered?.();
     }
-    if (part.written !== length) throw new UpstreamNetworkError(this.req.url, `the upstream sent ${part.written} of ${length} bytes of a part`);
+    if (part.written !== partLength(part)) throw new UpstreamNetworkError(this.req.url, `the upstream sent ${part.written} of ${partLength(part)} bytes of a part`);
   }
 
   /** Bytes of some part reached the disk: the hash takes what is now contiguous, the marker follows in steps. */
@@ -376,10 +417,21 @@ class PartWriter extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.received += chunk.length;
     if (this.received > this.length) return done(new SizeMismatchError('', this.length, this.received));
-    this.ctx.onBytes?.(chunk.length);
-    const waits: Promise<void>[] = [this.take(chunk)];
-    if (this.ctx.limiter?.enabled) waits.push(this.ctx.limiter.take(chunk.length, this.ctx.signal));
-    Promise.all(waits).then(() => done(), done);
+    // Bytes past a shortened part's new end belong to the part split off it, which asks for them itself.
+    const room = partLength(this.part) - this.part.received;
+    const mine = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    this.part.received += mine.length;
+    this.ctx.onBytes?.(mine.length);
+    const waits: Promise<void>[] = [this.take(mine)];
+    if (this.ctx.limiter?.enabled) waits.push(this.ctx.limiter.take(mine.length, this.ctx.signal));
+    const shortened = this.part.received === partLength(this.part) && partLength(this.part) < this.length;
+    Promise.all(waits)
+      // All of a shortened part is here: to disk first, then the rest of the answer is not wanted.
+      .then(() => (shortened ? this.flush() : undefined))
+      .then(() => {
+        done();
+        if (shortened) this.part.stop?.();
+      }, done);
   }
 
   override _final(done: (err?: Error | null) => void): void {

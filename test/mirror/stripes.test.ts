@@ -225,4 +225,69 @@ describe('striped downloads', () => {
     expect(Math.min(...env.server.requests(item.path).map((q) => rangeOf(q)![0]))).toBe(kept);
     expect(createHash('sha256').update(await storedBytes(env, item.sha256)).digest('hex')).toBe(item.sha256);
   });
+
+  /**
+   * A 4 MiB file in parts of up to 2 MiB over 2 connections: the first part is [0, 2 MiB), the
+   * second request ([2 MiB, 3 MiB)) trickles as one slow flow of a long path would; the other
+   * connection brings the rest and then has nothing left to ask for.
+   */
+  async function endGame(onSplit: (res: ServerResponse, body: Buffer) => Promise<void> = async (res, body) => void res.end(body)) {
+    const MIB = 1 << 20;
+    env = await makeEnv({ sizeOf: (ftype) => (ftype === 'squashfs' ? 4 * MIB : 16 * 1024) });
+    const item = newestSquashfs(env);
+    expect(item.size).toBe(4 * MIB);
+    const asked: [number, number][] = [];
+    const seen = { slowEndedEarly: false, split: undefined as [number, number] | undefined };
+    env.server.intercept = async (req, res, p) => {
+      const rg = rangeOf({ range: req.headers.range });
+      if (p !== item.path || !rg) return false;
+      const range: [number, number] = [rg[0], Math.min(rg[1], item.size - 1)];
+      asked.push(range);
+      const body = await answerPart(env!, res, p, range[0], range[1]);
+      const slow = asked[1];
+      if (range === slow) {
+        res.once('close', () => (seen.slowEndedEarly = !res.writableFinished));
+        for (let at = 0; at < body.length && !res.destroyed; at += 32 * 1024) {
+          await new Promise<void>((ok) => res.write(body.subarray(at, at + 32 * 1024), () => ok()));
+          await new Promise((ok) => setTimeout(ok, 40));
+        }
+        res.end();
+      } else if (slow && range[0] > slow[0] && range[0] <= slow[1] && !seen.split) {
+        seen.split = range;
+        await onSplit(res, body);
+      } else {
+        res.end(body);
+      }
+      return true;
+    };
+    const r = await env.sync({ config: stripedConfig(env, { stripes: 2, stripeSize: 2 * MIB }) });
+    return { r, item, asked, seen, MIB };
+  }
+
+  it('at the end, a connection with nothing left takes the back half of a slow part; that part\'s request ends at the split', async () => {
+    const { r, item, asked, seen, MIB } = await endGame();
+    expect(r.failures).toEqual([]);
+    expect(asked.slice(0, 2)).toEqual([[0, 2 * MIB - 1], [2 * MIB, 3 * MIB - 1]]);
+    // The split-off request: from inside the slow part to its end, at least 256 KiB (SPLIT_MIN).
+    expect(seen.split).toBeDefined();
+    expect(seen.split![1]).toBe(3 * MIB - 1);
+    expect(seen.split![1] - seen.split![0] + 1).toBeGreaterThanOrEqual(256 * 1024);
+    expect(seen.slowEndedEarly).toBe(true);
+    expect(createHash('sha256').update(await storedBytes(env!, item.sha256)).digest('hex')).toBe(item.sha256);
+    expect(await partialLeft(env!)).toEqual([]);
+  });
+
+  it('a split-off part that breaks: the attempt resumes from the contiguous prefix and the file is whole', async () => {
+    const { r, item, seen } = await endGame(async (res, body) => {
+      await new Promise<void>((ok) => res.write(body.subarray(0, body.length >> 1), () => ok()));
+      res.socket?.destroy();
+    });
+    expect(r.failures).toEqual([]);
+    expect(seen.split).toBeDefined();
+    const starts = env!.server.requests(item.path).map((q) => rangeOf(q)![0]);
+    // The first part was whole on disk: the retry never asks for byte 0 again.
+    expect(starts.filter((s) => s === 0)).toHaveLength(1);
+    expect(createHash('sha256').update(await storedBytes(env!, item.sha256)).digest('hex')).toBe(item.sha256);
+    expect(await partialLeft(env!)).toEqual([]);
+  });
 });
