@@ -39,7 +39,10 @@ export async function fetchDocument(client: UpstreamClient, url: string, opts: F
         await res.body.destroy();
         throw new MetadataTooLargeError(url, max);
       }
-      const chunks: Buffer[] = [];
+      // Decoded as it arrives: the body's chunks and one buffer of them all would be two more
+      // copies of a document of many MB. ignoreBOM keeps a BOM as text, as Buffer#toString did.
+      const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+      const parts: string[] = [];
       let total = 0;
       try {
         for await (const chunk of res.body) {
@@ -48,14 +51,15 @@ export async function fetchDocument(client: UpstreamClient, url: string, opts: F
             res.body.destroy();
             throw new MetadataTooLargeError(url, max);
           }
-          chunks.push(chunk as Buffer);
+          parts.push(decoder.decode(chunk as Buffer, { stream: true }));
         }
+        parts.push(decoder.decode());
       } catch (err) {
         throw translateError(err, url);
       }
       return {
         changed: true as const,
-        text: Buffer.concat(chunks).toString('utf8'),
+        text: parts.join(''),
         etag: header(res.headers.etag),
         lastModified: header(res.headers['last-modified']),
       };

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IndexEntry, Item, Product, ProductsDocument } from '../simplestreams/types.js';
 import type { ManifestBootloader, ManifestFile } from '../store/manifest.js';
+import { batched, jsonPieces } from '../simplestreams/json-pieces.js';
 import { compareVersionKeys } from '../simplestreams/versions.js';
 import { leaveOutPathConflicts, type PathConflict } from './path-conflicts.js';
 import type { SelectedVersion } from './select.js';
@@ -162,12 +163,20 @@ function summarise(
       if (bl) bootloaders.push(bl);
     }
   }
-  const fingerprint = createHash('sha256')
-    .update(JSON.stringify(published.map((c) => [c.contentId, c.source, c.basePath, entryFields(c.entry), withoutUpdated(c.doc)])))
-    .update(JSON.stringify([...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
-    .digest('hex');
+  // Hashed in pieces (the same text JSON.stringify would make): one string of every products file
+  // and one of every file's record would be tens of MB at 10,000 products.
+  const hash = createHash('sha256');
+  const contents = published.map((c) => [c.contentId, c.source, c.basePath, entryFields(c.entry), withoutUpdated(c.doc)]);
+  // The list, a content's fields, its document, the document's products.
+  for (const piece of batched(jsonPieces(contents, { space: 0, depth: 4 }), HASH_PIECE_CHARS)) hash.update(piece);
+  const sortedFiles = [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const piece of batched(jsonPieces(sortedFiles, { space: 0, depth: 1 }), HASH_PIECE_CHARS)) hash.update(piece);
+  const fingerprint = hash.digest('hex');
   return { model: { contents: published, files, bootloaders, fingerprint }, incomplete, conflicts };
 }
+
+/** Characters of JSON hashed at a time by the fingerprint. */
+const HASH_PIECE_CHARS = 64 * 1024;
 
 function keepHeldVersions(prev: Product, held: (sha: string) => boolean): Product | undefined {
   const versions: Product['versions'] = {};

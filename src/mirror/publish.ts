@@ -2,12 +2,13 @@ import { link, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { SigningKey } from '../pgp/keys.js';
-import { clearsign, detachSign } from '../pgp/sign.js';
+import { clearsign, clearsignPieces, detachSign, detachSignPieces, type TextPieces } from '../pgp/sign.js';
 import { formatRfc2822 } from '../simplestreams/dates.js';
+import { batched, jsonPieces } from '../simplestreams/json-pieces.js';
 import { validateForMaas, type MaasProblem } from '../simplestreams/maas-rules.js';
 import type { IndexDocument, ProductsDocument } from '../simplestreams/types.js';
 import type { BlobStore } from '../store/blobs.js';
-import { fsyncDir, rethrowDiskFull, writeFileAtomic, writeFileDurable } from '../store/fsutil.js';
+import { fsyncDir, rethrowDiskFull, writeFileAtomic, writeFileDurable, writePiecesDurable } from '../store/fsutil.js';
 import type { Layout } from '../store/layout.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { newSnapshotId, snapshotIds, switchCurrent } from '../store/snapshots.js';
@@ -99,7 +100,7 @@ export async function publishSnapshot(model: PublishModel, opts: PublishOptions)
     for (const { basePath, doc } of products) {
       const base = join(building, basePath);
       await ensureDir(base);
-      await writeSignedTriple(base, lineSafeJson(doc), opts.key);
+      await writeSignedTriple(base, () => lineSafeJsonPieces(doc, PRODUCTS_DEPTH), opts.key);
     }
     const indexBase = join(building, 'streams', 'v1', 'index');
     await ensureDir(indexBase);
@@ -139,10 +140,19 @@ export async function publishSnapshot(model: PublishModel, opts: PublishOptions)
   return manifest;
 }
 
-async function writeSignedTriple(base: string, text: string, key: SigningKey): Promise<void> {
-  await writeFileDurable(`${base}.json`, text);
-  await writeFileDurable(`${base}.sjson`, await clearsign(text, key.privateKey));
-  await writeFileDurable(`${base}.json.gpg`, await detachSign(Buffer.from(text), key.privateKey));
+/** A products document's levels opened when it is written in pieces: the document, its products. */
+const PRODUCTS_DEPTH = 2;
+/** Pieces of a products file are gathered to this many characters before a write or a hash update. */
+const PIECE_CHARS = 64 * 1024;
+
+/**
+ * The three forms of a products file, each made from pieces of its text produced afresh: the
+ * 12 MB text of 10,000 products never exists as one string, nor as the copies signing made of it.
+ */
+async function writeSignedTriple(base: string, text: TextPieces, key: SigningKey): Promise<void> {
+  await writePiecesDurable(`${base}.json`, text());
+  await writePiecesDurable(`${base}.sjson`, clearsignPieces(text, key.privateKey));
+  await writeFileDurable(`${base}.json.gpg`, await detachSignPieces(text, key.privateKey));
 }
 
 /**
@@ -151,5 +161,15 @@ async function writeSignedTriple(base: string, text: string, key: SigningKey): P
  * line at each of them: a raw one inside a string would break the document it rejoins.
  */
 export function lineSafeJson(value: unknown): string {
-  return JSON.stringify(value, null, 1).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
+  return lineSafe(JSON.stringify(value, null, 1)) + '\n';
+}
+
+/** lineSafeJson's text in pieces of about PIECE_CHARS, the first `depth` levels opened (json-pieces.ts). */
+export function* lineSafeJsonPieces(value: unknown, depth: number): Generator<string> {
+  for (const piece of batched(jsonPieces(value, { space: 1, depth }), PIECE_CHARS)) yield lineSafe(piece);
+  yield '\n';
+}
+
+function lineSafe(json: string): string {
+  return json.replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

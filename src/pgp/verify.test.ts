@@ -112,4 +112,15 @@ describe('verifyClearsigned', () => {
     const wrapped = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n${text}${binary}`;
     await expect(verifyClearsigned(wrapped, keyring, 'u')).rejects.toBeInstanceOf(SignatureError);
   });
+
+  it('checks every byte of a long text, which is hashed in pieces: a change far into it fails the file', async () => {
+    const lines = Array.from({ length: 40_000 }, (_, i) => `  "p${i}": {"label": "stable", "n": ${i}},`);
+    const text = `{\n${lines.join('\n')}\n "end": true\n}`;
+    const signed = await clearsign(text, key);
+    expect((await verifyClearsigned(signed, keyring, 'u')).text).toBe(text);
+    const far = signed.replace('"n": 39990}', '"n": 39991}');
+    expect(far).not.toBe(signed);
+    await expect(verifyClearsigned(far, keyring, 'u')).rejects.toThrow(/does not verify/);
+    expect((await verifyClearsigned(await clearsign('', key), keyring, 'u')).text).toBe('');
+  });
 });

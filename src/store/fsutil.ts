@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, symlink, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { errnoOf, DiskFullError } from '../errors.js';
+import { slices, splitTrailingSurrogate } from '../simplestreams/json-pieces.js';
 
 /**
  * The one naming scheme for files and links being made beside their final name:
@@ -44,7 +45,8 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
   try {
     const fh = await open(tmp, 'wx', mode);
     try {
-      await fh.writeFile(data);
+      if (typeof data === 'string') await writePieces(fh, slices(data, WRITE_SLICE_CHARS));
+      else await fh.writeFile(data);
       await fh.sync();
     } finally {
       await fh.close();
@@ -79,6 +81,52 @@ export async function writeFileDurable(file: string, data: string | Uint8Array):
   } catch (err) {
     throw rethrowDiskFull(err, file);
   }
+}
+
+/**
+ * writeFileDurable for a text given as pieces: written as they come, so a file of many MB is never
+ * one string or buffer here.
+ */
+export async function writePiecesDurable(file: string, pieces: Iterable<string> | AsyncIterable<string>): Promise<void> {
+  try {
+    const fh = await open(file, 'w');
+    try {
+      await writePieces(fh, pieces);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw rethrowDiskFull(err, file);
+  }
+}
+
+/** Characters of a long string written at a time. */
+const WRITE_SLICE_CHARS = 256 * 1024;
+
+/**
+ * Text written piece by piece through one reused buffer: a fresh buffer per write is garbage the
+ * size of the file, which V8 frees late (only once 64 MB of it has piled up, at worst).
+ */
+async function writePieces(fh: FileHandle, pieces: Iterable<string> | AsyncIterable<string>): Promise<void> {
+  let buf = Buffer.allocUnsafe(0);
+  let carry = '';
+  const write = async (s: string) => {
+    const need = Buffer.byteLength(s, 'utf8');
+    if (buf.length < need) buf = Buffer.allocUnsafe(Math.max(need, 2 * buf.length));
+    const length = buf.write(s, 0, 'utf8');
+    for (let at = 0; at < length; ) {
+      const { bytesWritten } = await fh.write(buf, at, length - at);
+      if (bytesWritten === 0) throw new Error('a write made no progress');
+      at += bytesWritten;
+    }
+  };
+  for await (const piece of pieces) {
+    const [whole, next] = splitTrailingSurrogate(carry + piece);
+    carry = next;
+    if (whole !== '') await write(whole);
+  }
+  if (carry !== '') await write(carry);
 }
 
 /** ENOSPC and EDQUOT become the one error an operator can act on. */

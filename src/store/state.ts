@@ -1,5 +1,6 @@
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
+import { slices } from '../simplestreams/json-pieces.js';
 import { join } from 'node:path';
 import { errnoOf, StateError } from '../errors.js';
 import { writeFileAtomic } from './fsutil.js';
@@ -71,17 +72,27 @@ export class StateStore {
   async readText(sha256: string): Promise<string | undefined> {
     try {
       const text = await readFile(join(this.dir, 'docs', `${sha256}.txt`), 'utf8');
-      return createHash('sha256').update(text).digest('hex') === sha256 ? text : undefined;
+      return textSha256(text) === sha256 ? text : undefined;
     } catch {
       return undefined;
     }
   }
 
   async writeText(text: string): Promise<string> {
-    const sha256 = createHash('sha256').update(text).digest('hex');
+    const sha256 = textSha256(text);
     if (this.readOnly) return sha256;
     await mkdir(join(this.dir, 'docs'), { recursive: true });
     await writeFileAtomic(join(this.dir, 'docs', `${sha256}.txt`), text);
     return sha256;
   }
+}
+
+/** Characters hashed at a time: hashing a 12 MB document whole first copies all of it into UTF-8. */
+const HASH_SLICE_CHARS = 256 * 1024;
+
+/** sha256 of the text's UTF-8 bytes. */
+function textSha256(text: string): string {
+  const hash = createHash('sha256');
+  for (const s of slices(text, HASH_SLICE_CHARS)) hash.update(s);
+  return hash.digest('hex');
 }
