@@ -238,6 +238,8 @@ describe('striped downloads', () => {
     expect(item.size).toBe(4 * MIB);
     const asked: [number, number][] = [];
     const seen = { slowEndedEarly: false, split: undefined as [number, number] | undefined };
+    let splitAsked!: () => void;
+    const splitArrived = new Promise<void>((ok) => (splitAsked = ok));
     env.server.intercept = async (req, res, p) => {
       const rg = rangeOf({ range: req.headers.range });
       if (p !== item.path || !rg) return false;
@@ -246,14 +248,24 @@ describe('striped downloads', () => {
       const body = await answerPart(env!, res, p, range[0], range[1]);
       const slow = asked[1];
       if (range === slow) {
-        res.once('close', () => (seen.slowEndedEarly = !res.writableFinished));
-        for (let at = 0; at < body.length && !res.destroyed; at += 32 * 1024) {
+        const closed = new Promise<void>((ok) =>
+          res.once('close', () => {
+            seen.slowEndedEarly = !res.writableFinished;
+            ok();
+          }),
+        );
+        // A first piece, then nothing until the other connection has split this part: however slow the
+        // machine, the split is then always there to take (more than 512 KiB still to come).
+        await new Promise<void>((ok) => res.write(body.subarray(0, 64 * 1024), () => ok()));
+        await Promise.race([splitArrived, closed]);
+        for (let at = 64 * 1024; at < body.length && !res.destroyed; at += 32 * 1024) {
           await new Promise<void>((ok) => res.write(body.subarray(at, at + 32 * 1024), () => ok()));
           await new Promise((ok) => setTimeout(ok, 40));
         }
         res.end();
       } else if (slow && range[0] > slow[0] && range[0] <= slow[1] && !seen.split) {
         seen.split = range;
+        splitAsked();
         await onSplit(res, body);
       } else {
         res.end(body);
