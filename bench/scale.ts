@@ -155,6 +155,9 @@ async function child(configFile: string, dryRun: boolean): Promise<{ ms: number;
     import { loadConfig } from ${src('config/load.js')};
     import { runSync } from ${src('mirror/sync.js')};
     import { silentLogger } from ${src('log.js')};
+    import { preferSmallHeap } from ${src('cli/batch-heap.js')};
+    // As the sync command runs (a dry run keeps V8's defaults).
+    if (!${dryRun}) preferSmallHeap();
     const config = loadConfig(${JSON.stringify(configFile)});
     const t = performance.now();
     const r = await runSync({ config, logger: silentLogger(), dryRun: ${dryRun} });

@@ -218,6 +218,9 @@ export async function childSync(configFile: string): Promise<{ ms: number; syncM
     import { loadConfig } from ${src('config/load.js')};
     import { runSync } from ${src('mirror/sync.js')};
     import { silentLogger } from ${src('log.js')};
+    import { preferSmallHeap } from ${src('cli/batch-heap.js')};
+    // As the sync command runs.
+    preferSmallHeap();
     const t = performance.now();
     const r = await runSync({ config: loadConfig(${JSON.stringify(configFile)}), logger: silentLogger() });
     const syncMs = performance.now() - t;

@@ -22,6 +22,7 @@ import { printPlan, printReport } from './format.js';
 import { attachProgressBar } from './progress-bar.js';
 import { SyncProgress } from '../mirror/progress.js';
 import { triggerRemoteSync } from './trigger.js';
+import { preferSmallHeap } from './batch-heap.js';
 
 export interface CommandContext {
   args: string[];
@@ -72,6 +73,8 @@ function cliLogger(ctx: CommandContext, withBar = false) {
 
 const sync: Command = async (ctx) => {
   if (ctx.options.trigger) return triggerRemoteSync(ctx);
+  // Only a sync that publishes makes the garbage this is for; a dry run plans at full speed.
+  if (!ctx.options['dry-run']) preferSmallHeap();
   const cfg = config(ctx);
   const progress = new SyncProgress();
   const bar = !ctx.options.json && !ctx.options.quiet && ctx.stderr.isTTY ? attachProgressBar(progress, ctx.stderr) : undefined;
