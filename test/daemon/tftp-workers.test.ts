@@ -89,8 +89,13 @@ describe('the daemon with tftp.workers: 2', () => {
     expect(await text('hello.cfg')).toBe('B\n');
 
     // One view: every transfer counted once by the main thread, every done line with its worker.
-    const metrics = await (await request(`http://127.0.0.1:${daemon.http.addresses[0]!.port}/metrics`)).body.text();
-    expect(sample(metrics, 'maas_mirror_tftp_transfers_total', { result: 'ok' })).toBe(ok);
+    // A client is done once it has sent its last ACK; the server counts the transfer when that ACK
+    // has reached the worker and come back, a moment later: wait for that moment, not longer.
+    const counted = async () =>
+      sample(await (await request(`http://127.0.0.1:${daemon!.http.addresses[0]!.port}/metrics`)).body.text(), 'maas_mirror_tftp_transfers_total', { result: 'ok' });
+    let n = (await counted()) ?? 0;
+    for (const until = Date.now() + 5000; n < ok && Date.now() < until; n = (await counted()) ?? 0) await new Promise((r) => setTimeout(r, 50));
+    expect(n).toBe(ok);
     const done = lines.filter((l) => l.msg === 'TFTP transfer done');
     expect(done).toHaveLength(ok);
     expect(done.every((l) => l.component === 'tftp' && (l.worker === 0 || l.worker === 1))).toBe(true);
