@@ -78,7 +78,12 @@ describe('serve: the daemon', () => {
     await run('tftp', [tftp.host, String(tftp.port), '-m', 'binary', '-c', 'get', kernel.path, out]);
     expect(sha(await readFile(out))).toBe(kernel.sha256);
 
-    const metrics = (await get(`${started.base}/metrics`)).body.toString();
+    // tftp exits once it has sent its last ACK; the server counts the transfer when that ACK is in.
+    let metrics = (await get(`${started.base}/metrics`)).body.toString();
+    for (const until = Date.now() + 5000; !/maas_mirror_tftp_transfers_total\{result="ok"\} 2/.test(metrics) && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      metrics = (await get(`${started.base}/metrics`)).body.toString();
+    }
     expect(metrics).toMatch(/maas_mirror_sync_runs_total\{source="stable",result="ok"\} 1/);
     expect(metrics).toMatch(/maas_mirror_tftp_transfers_total\{result="ok"\} 2/);
   });
