@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { errnoOf } from '../errors.js';
 import { fsyncDir, rethrowDiskFull } from './fsutil.js';
 import { SHA256_RE, type Layout } from './layout.js';
+import { inSlots } from './slots.js';
 
 export interface BlobInfo {
   readonly sha256: string;
@@ -11,15 +12,6 @@ export interface BlobInfo {
 
 /** File system calls in flight at once in `holding`. */
 const FS_SLOTS = 32;
-
-/** Runs `work` on every element, FS_SLOTS at a time. */
-async function inSlots<T>(list: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < list.length; i = next++) await work(list[i]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(FS_SLOTS, list.length) }, worker));
-}
 
 /**
  * Content-addressed files: each verified file once, named by its sha256.
@@ -61,7 +53,7 @@ export class BlobStore {
       else byShard.set(sha.slice(0, 2), [sha]);
     }
     const listed: string[] = [];
-    await inSlots([...byShard], async ([shard, list]) => {
+    await inSlots([...byShard], FS_SLOTS, async ([shard, list]) => {
       const entries = await readdir(join(this.layout.blobsDir, shard), { withFileTypes: true }).catch((err: unknown) => {
         if (errnoOf(err) === 'ENOENT') return [];
         throw err;
@@ -70,7 +62,7 @@ export class BlobStore {
       for (const sha of list) if (files.has(sha)) listed.push(sha);
     });
     const held = new Set<string>();
-    await inSlots(listed, async (sha) => {
+    await inSlots(listed, FS_SLOTS, async (sha) => {
       const size = sizes.get(sha);
       if (size === undefined || (await this.has(sha, size))) held.add(sha);
     });

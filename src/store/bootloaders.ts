@@ -7,6 +7,7 @@ import { removeEscapingLinks } from './archive-links.js';
 import { DEFAULT_ARCHIVE_LIMITS, unpackArchive, type ArchiveLimits, type RefusedEntry } from './archive-unpack.js';
 import type { Layout } from './layout.js';
 import { replaceSymlink } from './fsutil.js';
+import { inSlots } from './slots.js';
 import type { SnapshotManifest } from './manifest.js';
 
 export type { RefusedEntry } from './archive-unpack.js';
@@ -92,7 +93,7 @@ export async function unpackBootloaders(
       // archive in a child process; a folder's own archives stay in order (a later one may overwrite).
       // Products naming the same <type>/<arch> share a folder: those go one after the other, as listed.
       const ctx = { layout, manifest, tmp, limits, log, onRefused, signal: options.signal };
-      const unpacked = await settledInTurn(sameFolderGroups(manifest.bootloaders), FOLDERS_AT_ONCE, async (group) => {
+      const unpacked = await inSlots(sameFolderGroups(manifest.bootloaders), FOLDERS_AT_ONCE, async (group) => {
         const done: (UnpackedFolder | undefined)[] = [];
         for (const b of group) done.push(await unpackFolder(b, ctx));
         return done;
@@ -187,32 +188,6 @@ async function unpackFolder(b: BootloaderEntry, ctx: FolderContext): Promise<Unp
   }
   await removeEscapingLinks(dest, (entry) => links.get(entry) ?? '(unpacked)', ctx.onRefused);
   return { productId: b.productId, version: b.version, bootloaderType: b.bootloaderType, arch: b.arch, archives };
-}
-
-/**
- * `work` over `list`, at most `atOnce` at a time; results in the list's order. Every started piece
- * is waited for before the first failure is thrown, so nothing still writes when the caller cleans up.
- */
-async function settledInTurn<T, R>(list: readonly T[], atOnce: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<PromiseSettledResult<R>>(list.length);
-  let next = 0;
-  let failed = false;
-  const lane = async () => {
-    while (next < list.length && !failed) {
-      const i = next++;
-      results[i] = await work(list[i]!).then(
-        (value) => ({ status: 'fulfilled', value }) as const,
-        (reason: unknown) => {
-          failed = true;
-          return { status: 'rejected', reason } as const;
-        },
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(atOnce, list.length) }, lane));
-  const failure = results.find((r): r is PromiseRejectedResult => r?.status === 'rejected');
-  if (failure) throw failure.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<R>).value);
 }
 
 /** `bootloaders` → `bootloaders.d/<id>`, in one rename. */

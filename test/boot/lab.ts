@@ -247,9 +247,7 @@ export class Lab {
     const sockets = await run('ip', ['netns', 'exec', this.ns, 'ss', '-tinoH', 'state', 'connected', 'sport', '=', `:${port}`, 'dst', ip]).then((r) => r.stdout, () => '');
     const silent = unansweredConnection(sockets, silentMs);
     if (!silent) return undefined;
-    const first = cpuLine(await this.monitor(opts.name, 'info registers'));
-    await new Promise((r) => setTimeout(r, 1000));
-    const second = cpuLine(await this.monitor(opts.name, 'info registers'));
+    const [first, second] = (await this.registersTwice(opts.name)).map(cpuLine) as [string, string];
     if (first !== second || !/HLT=1 interrupts on/.test(first)) return undefined;
     return `guest idle waiting for an interrupt (${first}) while the server's connection to ${ip} went unacknowledged: ${silent}`;
   }
@@ -269,13 +267,18 @@ export class Lab {
    * connections (bytes the server still waits to have acknowledged, retransmissions, window probes).
    */
   async diagnose(opts: BootOptions): Promise<string> {
-    const first = await this.monitor(opts.name, 'info registers');
-    await new Promise((r) => setTimeout(r, 1000));
-    const second = await this.monitor(opts.name, 'info registers');
+    const [first, second] = await this.registersTwice(opts.name);
     await writeFile(join(this.dir, `${opts.name}.registers`), `${first}\n---- 1 s later ----\n${second}`);
     const ip = await this.leasedAddress(opts.mac);
     const sockets = ip ? await run('ip', ['netns', 'exec', this.ns, 'ss', '-tinoa', 'dst', ip]).then((r) => r.stdout, (e: Error) => e.message) : 'no lease';
     return `cpu (then 1 s later):\n${cpuLine(first)}\n${cpuLine(second)}\nserver sockets to ${ip ?? '?'}:\n${sockets.trim()}`;
+  }
+
+  /** `info registers` now and a second later: a guest that sits in one place shows it twice. */
+  private async registersTwice(name: string): Promise<[string, string]> {
+    const first = await this.monitor(name, 'info registers');
+    await new Promise((r) => setTimeout(r, 1000));
+    return [first, await this.monitor(name, 'info registers')];
   }
 
   private async leasedAddress(mac: string): Promise<string | undefined> {
